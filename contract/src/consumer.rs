@@ -1,0 +1,10 @@
+//! Durable consumer names. One name per job: instances of a stage that share a name share the work.
+
+/// The filter's consumer on `RECEIVED`.
+pub const FILTER: &str = "filter";
+/// The store-writer's consumer on `VERDICTS`, filtered to accepted verdicts.
+pub const STORE_WRITER: &str = "store-writer";
+/// The reporter's consumers, one per stream.
+pub const REPORTER_RECEIVED: &str = "reporter-received";
+pub const REPORTER_VERDICTS: &str = "reporter-verdicts";
+pub const REPORTER_MAILBOX: &str = "reporter-mailbox";

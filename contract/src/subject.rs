@@ -1,0 +1,101 @@
+//! JetStream streams and the subjects on them.
+//!
+//! | stream | subjects | what |
+//! |---|---|---|
+//! | `RECEIVED` | `maildrop.received` | raw RFC 5322 bytes, envelope in headers, one per SMTP transaction |
+//! | `VERDICTS` | `maildrop.verdict.accepted`, `maildrop.verdict.rejected` | [`crate::Verdict`] JSON |
+//! | `MAILBOX` | `maildrop.mailbox.<box>.stored` / `.deleted` / `.cleared` | [`crate::MailboxEvent`] JSON |
+//! | `DEADLETTER` | `maildrop.deadletter.<stage>` | a message a stage gave up on, reason in headers |
+//!
+//! Subjects that depend on a mailbox are built only by the functions here, from a validated
+//! [`Mailbox`], so no caller can build a subject with a stray `.` or wildcard in it.
+
+use crate::mailbox::Mailbox;
+
+pub const RECEIVED_STREAM: &str = "RECEIVED";
+pub const RECEIVED: &str = "maildrop.received";
+
+pub const VERDICTS_STREAM: &str = "VERDICTS";
+pub const VERDICTS_ALL: &str = "maildrop.verdict.>";
+pub const VERDICT_ACCEPTED: &str = "maildrop.verdict.accepted";
+pub const VERDICT_REJECTED: &str = "maildrop.verdict.rejected";
+
+pub const MAILBOX_STREAM: &str = "MAILBOX";
+pub const MAILBOX_ALL: &str = "maildrop.mailbox.>";
+
+pub const DEADLETTER_STREAM: &str = "DEADLETTER";
+pub const DEADLETTER_ALL: &str = "maildrop.deadletter.>";
+
+/// The subject a verdict is published on.
+pub fn verdict(accepted: bool) -> &'static str {
+    if accepted {
+        VERDICT_ACCEPTED
+    } else {
+        VERDICT_REJECTED
+    }
+}
+
+/// The kinds of event on a mailbox's subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxEventKind {
+    Stored,
+    Deleted,
+    Cleared,
+}
+
+impl MailboxEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Deleted => "deleted",
+            Self::Cleared => "cleared",
+        }
+    }
+}
+
+/// `maildrop.mailbox.<box>.<kind>`: one event about one mailbox.
+pub fn mailbox_event(mailbox: &Mailbox, kind: MailboxEventKind) -> String {
+    format!("maildrop.mailbox.{}.{}", mailbox.subject_token(), kind.as_str())
+}
+
+/// `maildrop.mailbox.<box>.>`: every event about one mailbox (what a watcher subscribes to).
+pub fn mailbox_events(mailbox: &Mailbox) -> String {
+    format!("maildrop.mailbox.{}.>", mailbox.subject_token())
+}
+
+/// The mailbox a `maildrop.mailbox.<box>.<kind>` subject is about.
+pub fn mailbox_of(subject: &str) -> Option<Mailbox> {
+    let rest = subject.strip_prefix("maildrop.mailbox.")?;
+    let (token, _kind) = rest.split_once('.')?;
+    Mailbox::from_subject_token(token).ok()
+}
+
+/// `maildrop.deadletter.<stage>`.
+pub fn deadletter(stage: &str) -> String {
+    format!("maildrop.deadletter.{stage}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mailbox_subjects_escape_dots() {
+        let mb = Mailbox::parse("a.b").unwrap();
+        assert_eq!(
+            mailbox_event(&mb, MailboxEventKind::Stored),
+            "maildrop.mailbox.a%2Eb.stored"
+        );
+        assert_eq!(mailbox_events(&mb), "maildrop.mailbox.a%2Eb.>");
+        assert_eq!(
+            mailbox_of(&mailbox_event(&mb, MailboxEventKind::Deleted)),
+            Some(mb)
+        );
+    }
+
+    #[test]
+    fn mailbox_of_refuses_other_subjects() {
+        assert_eq!(mailbox_of("maildrop.received"), None);
+        assert_eq!(mailbox_of("maildrop.mailbox.x"), None);
+    }
+}
