@@ -1,1 +1,64 @@
-//! TODO
+//! The gateway stage: the HTTP API, live push, and the web page.
+//!
+//! - [`routes`]: one file per group of routes; [`app`] assembles them into a `Router`.
+//! - [`hub`]: live push. A gateway subscribes (core NATS) to a mailbox's subject only while someone
+//!   watches it, and fans events out to every watcher through a bounded broadcast channel, so a slow
+//!   watcher lags alone and is told to resync.
+//! - [`error`]: [`ApiError`](error::ApiError), JSON errors with a stable code, so handlers use `?`.
+//! - [`web`]: the page's files, embedded in the binary, and the security headers.
+
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod routes;
+pub mod state;
+pub mod web;
+
+use std::sync::Arc;
+
+pub use config::Config;
+pub use routes::app;
+pub use state::AppState;
+
+use maildrop_runtime::{connect, streams};
+use maildrop_store::{MailStore, StatsStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const STAGE: &str = "gateway";
+
+/// Why the stage could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
+    #[error(transparent)]
+    Streams(#[from] streams::StreamError),
+    #[error("HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Serves HTTP on `listener` until `cancel` is cancelled.
+pub async fn run(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), Error> {
+    let client = connect::nats(&config.nats.url, "maildrop-gateway", &cancel).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    streams::ensure_all(&js, &config.streams).await?;
+    let redis = connect::redis(&config.redis.url, &cancel).await?;
+    let state = AppState {
+        mail: MailStore::new(redis.clone(), Default::default()),
+        stats: StatsStore::new(redis),
+        js,
+        hub: Arc::new(hub::Hub::new(client, config.ws_buffer)),
+        domains: Arc::new(config.domains.domains.clone()),
+        cancel: cancel.clone(),
+    };
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(%addr, "Gateway listening.");
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await
+    .map_err(Error::Serve)
+}

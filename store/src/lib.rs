@@ -1,1 +1,36 @@
-//! TODO
+//! The Redis layout of Maildrop's views, and the only code that reads or writes it.
+//!
+//! Redis is a view: JetStream holds the truth, and every key here can be rebuilt by replaying the
+//! streams. The store-writer and the reporter write through this crate; the gateway reads through
+//! it. Nobody else builds a Redis key.
+//!
+//! - [`keys`]: every key name, in one module. All keys of one mailbox share the hash tag `{<box>}`,
+//!   so a mailbox lives on one Redis Cluster slot and its scripts stay atomic there.
+//! - [`mailbox`]: [`MailStore`], storing, listing, reading and deleting messages; writes are Lua
+//!   scripts, atomic and idempotent on the message id.
+//! - [`message`]: [`StoredMessage`], what is kept of a message (the API's message document).
+//! - [`stats`]: the counters the reporter keeps and `/api/stats` shows.
+
+pub mod keys;
+pub mod mailbox;
+pub mod message;
+pub mod stats;
+
+pub use mailbox::{Limits, MailStore, StoreOutcome};
+pub use message::{Attachment, Headers, StoredEnvelope, StoredMessage, StoredVerdict};
+pub use stats::{Stats, StatsStore};
+
+/// A Redis operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis did not answer or refused: worth retrying later.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored document could not be decoded (written by an incompatible version).
+    #[error("stored document for {key} is not valid: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}

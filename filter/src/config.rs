@@ -1,0 +1,22 @@
+//! The filter's settings.
+
+use clap::Parser;
+use maildrop_runtime::args::{ConsumerArgs, LogArgs, NatsArgs, StreamArgs};
+
+use crate::rules::RuleArgs;
+
+/// maildrop-filter: decides which received messages are accepted.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "maildrop-filter", version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}

@@ -1,0 +1,28 @@
+//! The gateway's settings.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use maildrop_runtime::args::{DomainArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs};
+
+/// maildrop-gateway: the HTTP API, live push and the web page.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "maildrop-gateway", version, about)]
+pub struct Config {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "MAILDROP_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub domains: DomainArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    /// Events buffered per watched mailbox; a watcher further behind is told to resync.
+    #[arg(long, env = "MAILDROP_WS_BUFFER", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub ws_buffer: u32,
+    #[command(flatten)]
+    pub log: LogArgs,
+}

@@ -1,0 +1,70 @@
+//! The routes, one file per group, assembled by [`app`].
+//!
+//! | route | file |
+//! |---|---|
+//! | `GET /api/mailboxes/{box}`, `DELETE /api/mailboxes/{box}` | [`mailbox`] |
+//! | `GET`/`DELETE /api/mailboxes/{box}/messages/{id}`, `…/raw`, `…/html` | [`message`] |
+//! | `GET /api/mailboxes/{box}/ws` | [`live`] |
+//! | `GET /api/stats`, `GET /api/config` | [`info`] |
+//! | `GET /healthz`, `GET /readyz` | [`health`] |
+//! | `/`, `/inbox/…`, `/assets/…` | [`crate::web`] |
+
+pub mod health;
+pub mod info;
+pub mod live;
+pub mod mailbox;
+pub mod message;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::web;
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/mailboxes/{mailbox}", get(mailbox::list).delete(mailbox::clear))
+        .route(
+            "/mailboxes/{mailbox}/messages/{id}",
+            get(message::get).delete(message::delete),
+        )
+        .route("/mailboxes/{mailbox}/messages/{id}/raw", get(message::raw))
+        .route("/mailboxes/{mailbox}/messages/{id}/html", get(message::html))
+        .route("/mailboxes/{mailbox}/ws", get(live::websocket))
+        .route("/stats", get(info::stats))
+        .route("/config", get(info::config))
+        .fallback(|| async { ApiError::RouteNotFound });
+    Router::new()
+        .nest("/api", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/", get(web::index))
+        .route("/inbox/{*rest}", get(web::index))
+        .route("/assets/app.js", get(web::app_js))
+        .route("/assets/app.css", get(web::app_css))
+        .route("/assets/favicon.svg", get(web::favicon))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Headers every response carries; a response that set its own policy (the mail HTML) keeps it.
+async fn security_headers(mut response: Response) -> impl IntoResponse {
+    let h = response.headers_mut();
+    let defaults: [(HeaderName, &'static str); 4] = [
+        (header::CONTENT_SECURITY_POLICY, web::PAGE_CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    for (name, value) in defaults {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    response
+}

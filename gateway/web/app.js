@@ -1,0 +1,798 @@
+// Maildrop web client: one page, three views (home, inbox, message), routed client-side.
+//
+// Security rules this file keeps (the page runs under a strict CSP and mail content is hostile):
+// - every piece of server data reaches the DOM through textContent or attribute setters, never
+//   innerHTML;
+// - a message's HTML body only ever goes into a sandboxed <iframe> through `srcdoc`;
+// - no inline styles: the look is switched with classes, data-attributes and `hidden`.
+'use strict';
+
+const $ = (sel) => document.querySelector(sel);
+const NAME_RE = /^[a-z0-9._-]{1,64}$/;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/** Calls the JSON API; throws an Error carrying the server's `error.message` on failure. */
+async function api(path, opts = {}) {
+  let res;
+  try {
+    res = await fetch(path, { headers: { Accept: 'application/json' }, ...opts });
+  } catch {
+    throw new Error('Cannot reach the server. Check your connection and try again.');
+  }
+  if (res.status === 204) return null;
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    // Not JSON (a proxy's error page, say): fall through to the generic message.
+  }
+  if (!res.ok) {
+    const err = new Error(body?.error?.message || `Request failed (${res.status} ${res.statusText})`);
+    err.code = body?.error?.code;
+    err.status = res.status;
+    throw err;
+  }
+  return body;
+}
+
+/** Builds an element; `text` goes through textContent so it can never become markup. */
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
+}
+
+const enc = encodeURIComponent;
+const boxPath = (name) => `/api/mailboxes/${enc(name)}`;
+const msgPath = (name, id) => `${boxPath(name)}/messages/${enc(id)}`;
+
+/** What people type: `Bob`, `bob+tag`, `bob@maildrop.example` all mean mailbox `bob` (as on SMTP). */
+function normalizeName(input) {
+  return input.trim().split('@')[0].split('+')[0].toLowerCase();
+}
+
+function fmtSize(bytes) {
+  if (bytes >= 1048576) return `${(bytes / 1048576).toFixed(1)} MB`;
+  return `${Math.max(0.1, bytes / 1024).toFixed(1)} KB`;
+}
+
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 45) return 'just now';
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const h = Math.round(m / 60);
+  if (h < 24) return `${h} h ago`;
+  const d = Math.round(h / 24);
+  return d === 1 ? 'yesterday' : `${d} days ago`;
+}
+
+function fmtTime(ms) {
+  return new Date(ms).toLocaleString();
+}
+
+/** `Alice <a@x>` → `Alice`, `<a@x>` → `a@x`; a bare address stays as it is. */
+function senderName(from) {
+  if (!from) return '(unknown sender)';
+  const m = /^\s*(?:"((?:[^"\\]|\\.)*)"|([^<]*?))\s*<([^>]*)>\s*$/.exec(from);
+  if (!m) return from;
+  return (m[1] ?? m[2]).replace(/\\(.)/g, '$1').trim() || m[3] || from;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+
+function showAlert(text, kind = 'error') {
+  $('#alert-text').textContent = text;
+  $('#alert').dataset.kind = kind;
+  $('#alert').hidden = false;
+}
+
+function clearAlert() {
+  $('#alert').hidden = true;
+  $('#alert-text').textContent = '';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config (the mail domain)
+
+let domain = location.hostname;
+
+async function loadConfig() {
+  // Every view shows the domain, so the first render waits for it, but not for long.
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), 3000);
+  try {
+    const cfg = await api('/api/config', { signal: ctl.signal });
+    if (cfg?.domains?.length) domain = cfg.domains[0];
+  } catch {
+    // Keep the host name as a best guess; the inbox still works without the config.
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const address = (name) => `${name}@${domain}`;
+
+// ---------------------------------------------------------------------------------------------
+// Read marks: which message ids were opened, per mailbox, in localStorage (private modes may
+// refuse storage; then marks just last for the page's life).
+
+const READ_MAX = 500;
+const readKey = (name) => `maildrop.read.${name}`;
+
+function loadRead(name) {
+  try {
+    return new Set(JSON.parse(localStorage.getItem(readKey(name))) || []);
+  } catch {
+    return new Set();
+  }
+}
+
+function markRead(box, id) {
+  if (box.read.has(id)) return;
+  box.read.add(id);
+  try {
+    localStorage.setItem(readKey(box.name), JSON.stringify([...box.read].slice(-READ_MAX)));
+  } catch {
+    // Storage full or disabled: the in-memory set still works.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mailbox state: the message list of the mailbox being viewed, kept up to date by the socket
+// while the inbox or one of its messages is open.
+
+let box = null; // { name, messages, loaded, read, cursorId, fetching, refetch, replay }
+
+function openBox(name) {
+  if (box?.name === name) return box;
+  live.close();
+  box = { name, messages: [], loaded: false, read: loadRead(name), cursorId: null,
+          fetching: false, refetch: false, replay: null };
+  live.connect(name);
+  return box;
+}
+
+function closeBox() {
+  live.close();
+  box = null;
+}
+
+function sortMessages(list) {
+  // Newest first; ids are ULIDs, so they break ties in time order too.
+  list.sort((a, b) => b.received_ms - a.received_ms || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+}
+
+function applyEvent(b, ev) {
+  if (ev.type === 'stored' && ev.summary) {
+    if (!b.messages.some((m) => m.id === ev.id)) {
+      b.messages.push(ev.summary);
+      sortMessages(b.messages);
+    }
+  } else if (ev.type === 'deleted') {
+    b.messages = b.messages.filter((m) => m.id !== ev.id);
+  } else if (ev.type === 'cleared') {
+    b.messages = [];
+  }
+}
+
+/**
+ * Fetches the list as a fresh snapshot. Socket events that arrive while the request is in
+ * flight are replayed on top of the snapshot, so a message stored (or deleted) in between is
+ * neither lost nor resurrected. Calls are serialized: a call during a fetch schedules one more.
+ */
+async function refreshList(b = box) {
+  if (!b) return;
+  if (b.fetching) {
+    b.refetch = true;
+    return;
+  }
+  b.fetching = true;
+  try {
+    do {
+      b.refetch = false;
+      b.replay = [];
+      const data = await api(boxPath(b.name));
+      const messages = Array.isArray(data?.messages) ? data.messages : [];
+      sortMessages(messages);
+      b.messages = messages;
+      b.replay.forEach((ev) => applyEvent(b, ev));
+      b.loaded = true;
+      if (b === box) boxChanged();
+    } while (b.refetch);
+  } catch (e) {
+    if (b === box) showAlert(e.message);
+  } finally {
+    b.fetching = false;
+    b.replay = null;
+  }
+}
+
+/** Re-renders whatever shows the mailbox after its list changed. */
+function boxChanged() {
+  if (view === 'inbox') renderList();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live updates over a WebSocket, with reconnect and exponential backoff (1 s → 30 s).
+
+const live = {
+  name: null,
+  ws: null,
+  attempt: 0,
+  timer: 0,
+  openedAt: 0,
+
+  connect(name) {
+    this.name = name;
+    this.attempt = 0;
+    setBadge('connecting');
+    this.open();
+  },
+
+  open() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${proto}//${location.host}${boxPath(this.name)}/ws`);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.openedAt = Date.now();
+      setBadge('live');
+      // The socket only carries what happens from now on: re-fetch to catch anything we missed
+      // while connecting or disconnected.
+      refreshList();
+    };
+    ws.onmessage = (e) => onLiveEvent(e.data);
+    ws.onclose = () => {
+      this.ws = null;
+      // A connection that stayed up a while was healthy: start the backoff from 1 s again.
+      if (this.openedAt && Date.now() - this.openedAt > 10000) this.attempt = 0;
+      this.openedAt = 0;
+      setBadge('reconnecting');
+      const delay = Math.min(30000, 1000 * 2 ** this.attempt++);
+      // Jitter, so a restarted gateway is not hit by every client in the same millisecond.
+      this.timer = setTimeout(() => this.open(), delay * (0.8 + Math.random() * 0.4));
+    };
+  },
+
+  /** Reconnect at once (the network came back) instead of waiting out the backoff. */
+  kick() {
+    if (this.name && !this.ws) {
+      clearTimeout(this.timer);
+      this.open();
+    }
+  },
+
+  close() {
+    clearTimeout(this.timer);
+    if (this.ws) {
+      this.ws.onclose = null;
+      this.ws.close();
+    }
+    this.ws = null;
+    this.name = null;
+  },
+};
+
+function setBadge(state) {
+  const badge = $('#conn');
+  badge.dataset.state = state;
+  badge.textContent = state;
+}
+
+function onLiveEvent(data) {
+  let ev;
+  try {
+    ev = JSON.parse(data);
+  } catch {
+    return;
+  }
+  // Only version 1 events for this mailbox are understood; anything else is ignored.
+  if (!box || ev?.v !== 1 || ev.mailbox !== box.name) return;
+  if (box.replay) box.replay.push(ev);
+  applyEvent(box, ev);
+  boxChanged();
+  // The open message went away: go back to the list rather than show a ghost.
+  if (view === 'message' && (ev.type === 'cleared' || (ev.type === 'deleted' && ev.id === openId))) {
+    navigate(`/inbox/${enc(box.name)}`, true);
+    showAlert('This message was deleted.', 'info');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing: /  ·  /inbox/{name}  ·  /inbox/{name}/{id}
+
+let view = null; // 'home' | 'inbox' | 'message'
+let openId = null;
+let routeGen = 0; // bumps on every route, so late responses for a page we left are dropped
+let statsTimer = 0;
+
+function navigate(path, replace = false) {
+  if (replace) history.replaceState(null, '', path);
+  else history.pushState(null, '', path);
+  route(true);
+}
+
+function route(moveFocus = false) {
+  const gen = ++routeGen;
+  clearInterval(statsTimer);
+  clearAlert();
+  const parts = location.pathname.split('/').filter(Boolean).map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p;
+    }
+  });
+
+  if (parts[0] !== 'inbox' || parts.length < 2 || parts.length > 3) {
+    if (location.pathname !== '/') history.replaceState(null, '', '/');
+    renderHome(gen);
+  } else {
+    const name = normalizeName(parts[1]);
+    if (!NAME_RE.test(name)) {
+      history.replaceState(null, '', '/');
+      renderHome(gen);
+      showAlert('A mailbox name may contain only letters, digits, ".", "_" and "-" (at most 64).');
+    } else {
+      // Canonical URL: mailbox names are case-insensitive and stored lower-case.
+      const canonical = `/inbox/${enc(name)}${parts[2] ? `/${enc(parts[2])}` : ''}`;
+      if (canonical !== location.pathname) history.replaceState(null, '', canonical);
+      if (parts[2]) renderMessage(name, parts[2], gen);
+      else renderInbox(name);
+    }
+  }
+  // After an in-page navigation, move focus to the new heading, as a page load would.
+  if (moveFocus) document.querySelector(`#${view} h1`)?.focus();
+}
+
+function showView(name) {
+  view = name;
+  for (const id of ['home', 'inbox', 'message']) $(`#${id}`).hidden = id !== name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Home
+
+const ADJECTIVES = ['quiet', 'brave', 'lucky', 'sunny', 'misty', 'rapid', 'gentle', 'clever',
+  'witty', 'calm', 'bold', 'shy', 'merry', 'fuzzy', 'silver', 'golden', 'crimson', 'amber',
+  'cosmic', 'frosty', 'humble', 'jolly', 'nimble', 'proud', 'rustic', 'sleepy', 'tidy', 'vivid',
+  'wild', 'zesty'];
+const NOUNS = ['otter', 'falcon', 'maple', 'comet', 'badger', 'harbor', 'lynx', 'meadow',
+  'pebble', 'raven', 'willow', 'walrus', 'panda', 'heron', 'cactus', 'ember', 'fjord', 'gecko',
+  'island', 'koala', 'lantern', 'moose', 'nebula', 'orchid', 'puffin', 'quokka', 'river',
+  'tiger', 'vole', 'yak'];
+
+function pick(list) {
+  // crypto, not Math.random: a guessable "random" inbox name would defeat its purpose.
+  return list[crypto.getRandomValues(new Uint32Array(1))[0] % list.length];
+}
+
+function randomName() {
+  const n = 10 + (crypto.getRandomValues(new Uint32Array(1))[0] % 990);
+  return `${pick(ADJECTIVES)}-${pick(NOUNS)}-${n}`;
+}
+
+function renderHome(gen) {
+  closeBox();
+  openId = null;
+  showView('home');
+  document.title = 'Maildrop — disposable inboxes';
+  updateHomeAddr();
+  loadStats(gen);
+  statsTimer = setInterval(() => loadStats(gen), 10000);
+}
+
+function updateHomeAddr() {
+  const name = normalizeName($('#home-name').value);
+  $('#home-addr').textContent = address(name || 'name');
+}
+
+async function loadStats(gen) {
+  if (document.hidden) return; // nobody is looking; don't poll a background tab
+  try {
+    const s = await api('/api/stats');
+    if (gen !== routeGen) return;
+    const n = (x) => Number(x || 0).toLocaleString();
+    $('#stats').textContent = `${n(s.stored)} messages saved · ${n(s.rejected)} blocked`;
+  } catch {
+    // Counters are decoration: a failure here is not worth an alert.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbox
+
+function renderInbox(name) {
+  const b = openBox(name);
+  openId = null;
+  showView('inbox');
+  $('#inbox-addr').textContent = address(name);
+  $('#empty-addr').textContent = address(name);
+  if (listName !== name) {
+    // Rows of another mailbox must not linger; rows of this one are kept (coming back from a
+    // message), so the live region does not re-announce the whole list.
+    $('#list').replaceChildren();
+    rowCache.clear();
+    listName = name;
+  }
+  renderList();
+  refreshList(b);
+}
+
+const rowCache = new Map(); // message id → <li>, so re-renders keep DOM nodes (and focus) stable
+let listName = null; // the mailbox whose rows rowCache holds
+
+function makeRow(msg) {
+  const href = `/inbox/${enc(box.name)}/${enc(msg.id)}`;
+  const subject = msg.subject || '(no subject)';
+  const time = el('time', { datetime: new Date(msg.received_ms).toISOString(),
+    title: fmtTime(msg.received_ms), 'data-ms': String(msg.received_ms) });
+  time.textContent = ago(msg.received_ms);
+  return el('li', { class: 'msg', 'data-id': msg.id },
+    el('a', { class: 'open', href },
+      el('span', { class: 'sr unread-label', text: 'Unread: ' }),
+      el('span', { class: 'from', text: senderName(msg.from), title: msg.from || '' }),
+      el('span', { class: 'subj', text: subject })),
+    el('span', { class: 'info' }, time, el('span', { class: 'size', text: fmtSize(msg.size || 0) })),
+    el('button', { type: 'button', class: 'del', 'aria-label': `Delete “${subject}”`, text: 'Delete' }));
+}
+
+/** Brings the list DOM in line with box.messages, touching only rows that changed. */
+function renderList() {
+  const list = $('#list');
+  const ids = new Set(box.messages.map((m) => m.id));
+  for (const [id, li] of rowCache) {
+    if (!ids.has(id)) {
+      li.remove();
+      rowCache.delete(id);
+    }
+  }
+  let next = list.firstElementChild;
+  for (const msg of box.messages) {
+    let li = rowCache.get(msg.id);
+    if (!li) rowCache.set(msg.id, (li = makeRow(msg)));
+    const unread = !box.read.has(msg.id);
+    li.classList.toggle('unread', unread);
+    li.querySelector('.unread-label').hidden = !unread;
+    li.classList.toggle('cur', msg.id === box.cursorId);
+    if (li === next) next = next.nextElementSibling;
+    else list.insertBefore(li, next);
+  }
+  $('#inbox-empty').hidden = !box.loaded || box.messages.length > 0;
+  $('#empty').disabled = box.messages.length === 0;
+  const unreadCount = box.messages.filter((m) => !box.read.has(m.id)).length;
+  document.title = `${unreadCount ? `(${unreadCount}) ` : ''}${address(box.name)} — Maildrop`;
+}
+
+function refreshTimes() {
+  for (const t of document.querySelectorAll('time[data-ms]')) t.textContent = ago(Number(t.dataset.ms));
+}
+
+function openMessage(id) {
+  navigate(`/inbox/${enc(box.name)}/${enc(id)}`);
+}
+
+async function deleteMessage(name, id) {
+  try {
+    await api(msgPath(name, id), { method: 'DELETE' });
+    // Don't wait for the socket's echo: it may be down. applyEvent is idempotent.
+    if (box?.name === name) {
+      applyEvent(box, { type: 'deleted', id });
+      boxChanged();
+    }
+    return true;
+  } catch (e) {
+    showAlert(e.message);
+    return false;
+  }
+}
+
+async function emptyInbox() {
+  const name = box.name;
+  if (!confirm(`Delete every message in ${address(name)}? This cannot be undone.`)) return;
+  try {
+    await api(boxPath(name), { method: 'DELETE' });
+    if (box?.name === name) {
+      applyEvent(box, { type: 'cleared' });
+      boxChanged();
+    }
+  } catch (e) {
+    showAlert(e.message);
+  }
+}
+
+async function copyAddress() {
+  const btn = $('#copy');
+  try {
+    await navigator.clipboard.writeText(address(box.name));
+    btn.textContent = 'Copied';
+    setTimeout(() => (btn.textContent = 'Copy'), 1500);
+  } catch {
+    // The clipboard API needs a secure context (https or localhost) and permission.
+    showAlert('Could not copy automatically: select the address and copy it by hand.');
+  }
+}
+
+/** j/k: moves the highlighted row (and keyboard focus with it). */
+function moveCursor(step) {
+  const msgs = box.messages;
+  if (!msgs.length) return;
+  const i = msgs.findIndex((m) => m.id === box.cursorId);
+  const j = i < 0 ? (step > 0 ? 0 : msgs.length - 1) : Math.min(msgs.length - 1, Math.max(0, i + step));
+  box.cursorId = msgs[j].id;
+  renderList();
+  rowCache.get(box.cursorId)?.querySelector('.open').focus();
+}
+
+/** After deleting the highlighted row, highlight its neighbour so `d d d` keeps working. */
+async function deleteCursor() {
+  const msgs = box.messages;
+  const i = msgs.findIndex((m) => m.id === box.cursorId);
+  if (i < 0) return;
+  const neighbour = msgs[i + 1] || msgs[i - 1];
+  if (await deleteMessage(box.name, msgs[i].id) && box) {
+    box.cursorId = neighbour?.id ?? null;
+    renderList();
+    if (box.cursorId) rowCache.get(box.cursorId)?.querySelector('.open').focus();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message
+
+// Belt and braces for the HTML body: even if the page's own CSP were missing, the mail may not
+// load anything (no tracking pixels, no remote CSS or fonts). Placed before the mail's markup, so
+// the mail cannot remove it. The sandbox attribute already forbids scripts.
+const FRAME_PREFIX = '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; ' +
+  'img-src data:; style-src \'unsafe-inline\'"><meta name="referrer" content="no-referrer">';
+
+function renderMessage(name, id, gen) {
+  const b = openBox(name); // keeps the socket, so a live `deleted` can close this view
+  openId = id;
+  showView('message');
+  $('#back').href = `/inbox/${enc(name)}`;
+  $('#m-raw').href = `${msgPath(name, id)}/raw`;
+  $('#m-raw').setAttribute('download', `${id}.eml`);
+  $('#m-subject').textContent = 'Loading…';
+  for (const f of ['#m-from', '#m-to', '#m-date', '#m-score']) $(f).textContent = '';
+  $('#m-score').hidden = $('#m-score-dt').hidden = true;
+  $('#m-html').srcdoc = '';
+  $('#m-text').textContent = '';
+  $('#panel-meta').replaceChildren();
+  for (const p of document.querySelectorAll('.tabs, .panel, #message .actions')) p.hidden = true;
+  document.title = 'Message — Maildrop';
+  loadMessage(b, id, gen);
+}
+
+async function loadMessage(b, id, gen) {
+  let msg;
+  try {
+    msg = await api(msgPath(b.name, id));
+  } catch (e) {
+    if (gen !== routeGen) return;
+    $('#m-subject').textContent = 'Message unavailable';
+    showAlert(e.message);
+    return;
+  }
+  if (gen !== routeGen) return;
+  markRead(b, id);
+  fillMessage(msg);
+}
+
+function fillMessage(msg) {
+  const h = msg.headers || {};
+  const subject = h.subject || '(no subject)';
+  document.title = `${subject} — Maildrop`;
+  $('#m-subject').textContent = subject;
+  $('#m-from').textContent = h.from || msg.envelope?.mail_from || '(unknown sender)';
+  $('#m-to').textContent = h.to || (msg.envelope?.rcpt_to || []).join(', ');
+  $('#m-date').textContent = messageDate(h.date, msg.envelope?.received_ms);
+  if (msg.verdict) {
+    $('#m-score').textContent = `${msg.verdict.score} (blocked at ${msg.verdict.threshold})`;
+    $('#m-score').hidden = $('#m-score-dt').hidden = false;
+  }
+  $('#message .actions').hidden = false;
+
+  $('#tab-html').hidden = msg.html == null;
+  if (msg.html != null) $('#m-html').srcdoc = FRAME_PREFIX + msg.html;
+  $('#m-text').textContent = msg.text ?? '(This message has no plain-text version.)';
+  $('#panel-meta').replaceChildren(...metaSections(msg));
+  $('.tabs').hidden = false;
+  selectTab(msg.html != null ? 'html' : 'text');
+}
+
+/** The Date header in local time when it parses, as written when it doesn't, else arrival time. */
+function messageDate(header, receivedMs) {
+  if (header) {
+    const d = new Date(header);
+    return Number.isNaN(d.getTime()) ? header : d.toLocaleString();
+  }
+  return receivedMs ? `${fmtTime(receivedMs)} (received)` : '';
+}
+
+/** A <dl> from [label, value] pairs; empty values are skipped. */
+function defList(pairs) {
+  const dl = el('dl', { class: 'kv' });
+  for (const [k, v] of pairs) {
+    if (v != null && v !== '') dl.append(el('dt', { text: k }), el('dd', { text: String(v) }));
+  }
+  return dl;
+}
+
+function metaSections(msg) {
+  const h = msg.headers || {};
+  const e = msg.envelope || {};
+  const out = [
+    el('h2', { text: 'Headers' }),
+    defList([['From', h.from], ['To', h.to], ['Cc', h.cc], ['Subject', h.subject],
+      ['Date', h.date], ['Message-ID', h.message_id]]),
+    el('h2', { text: 'Envelope' }),
+    defList([['Client IP', e.client_ip], ['HELO', e.helo], ['MAIL FROM', e.mail_from],
+      ['RCPT TO', (e.rcpt_to || []).join(', ')],
+      ['Received', e.received_ms ? fmtTime(e.received_ms) : null],
+      ['Size', e.size != null ? fmtSize(e.size) : null]]),
+  ];
+  const atts = msg.attachments || [];
+  if (atts.length) {
+    out.push(el('h2', { text: 'Attachments' }), el('ul', { class: 'atts' },
+      ...atts.map((a) => el('li', { text: `${a.name || '(unnamed)'} — ${a.content_type || '?'}, ${fmtSize(a.size || 0)}` }))));
+  }
+  const v = msg.verdict;
+  if (v) {
+    out.push(el('h2', { text: 'Spam verdict' }),
+      defList([['Score', v.score], ['Threshold', v.threshold], ['Rule set', v.ruleset]]));
+    if (v.hits?.length) {
+      out.push(el('table', { class: 'hits' },
+        el('thead', {}, el('tr', {}, el('th', { text: 'Rule' }), el('th', { text: 'Score' }),
+          el('th', { text: 'Reason' }))),
+        el('tbody', {}, ...v.hits.map((x) => el('tr', {}, el('td', { text: x.rule }),
+          el('td', { text: String(x.score) }), el('td', { text: x.reason || '' }))))));
+    }
+  }
+  return out;
+}
+
+const TABS = ['html', 'text', 'meta'];
+
+function selectTab(name) {
+  for (const t of TABS) {
+    const on = t === name;
+    const tab = $(`#tab-${t}`);
+    tab.setAttribute('aria-selected', String(on));
+    tab.tabIndex = on ? 0 : -1; // roving tabindex: Tab enters the tab list once, arrows move
+    $(`#panel-${t}`).hidden = !on;
+  }
+}
+
+/** Left/Right/Home/End between the visible tabs (the WAI-ARIA tabs pattern). */
+function onTabKey(e) {
+  const visible = TABS.filter((t) => !$(`#tab-${t}`).hidden);
+  const i = visible.indexOf(e.target.id.slice(4));
+  const moves = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: visible.length - 1 };
+  if (!(e.key in moves)) return;
+  e.preventDefault();
+  const t = visible[(moves[e.key] + visible.length) % visible.length];
+  selectTab(t);
+  $(`#tab-${t}`).focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+
+function onKey(e) {
+  if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+  if (e.target.closest('input, textarea, select, [contenteditable]')) {
+    if (e.key === 'Escape') e.target.blur();
+    return;
+  }
+  if (e.key === '/') {
+    e.preventDefault(); // or the "/" gets typed into the input
+    $('#jump-name').focus();
+    return;
+  }
+  if (view !== 'inbox' || !box) return;
+  if (e.key === 'j' || e.key === 'k') {
+    e.preventDefault();
+    moveCursor(e.key === 'j' ? 1 : -1);
+  } else if (e.key === 'Enter' && box.cursorId && !e.target.closest('a, button')) {
+    // On a focused link or button, Enter already does its own thing.
+    openMessage(box.cursorId);
+  } else if (e.key === 'd' || e.key === 'Delete') {
+    e.preventDefault();
+    deleteCursor();
+  }
+}
+
+function onClick(e) {
+  if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  const a = e.target.closest('a[href]');
+  // Only page routes are handled in-page; API links (the .eml download) stay real requests.
+  if (!a || a.origin !== location.origin || a.hasAttribute('download') || a.target
+      || a.pathname.startsWith('/api/') || a.getAttribute('href').startsWith('#')) return;
+  e.preventDefault();
+  navigate(a.pathname);
+}
+
+function onListClick(e) {
+  const li = e.target.closest('li.msg');
+  if (!li) return;
+  box.cursorId = li.dataset.id;
+  if (e.target.closest('.del')) deleteMessage(box.name, li.dataset.id);
+}
+
+/** Tabbing onto a row moves the highlight too, so `d` always acts on the row that has focus. */
+function onListFocus(e) {
+  const li = e.target.closest('li.msg');
+  if (!li || li.dataset.id === box.cursorId) return;
+  box.cursorId = li.dataset.id;
+  renderList();
+}
+
+function goToName(raw) {
+  const name = normalizeName(raw);
+  if (!NAME_RE.test(name)) {
+    showAlert('A mailbox name may contain only letters, digits, ".", "_" and "-" (at most 64).');
+    return false;
+  }
+  navigate(`/inbox/${enc(name)}`);
+  return true;
+}
+
+function wire() {
+  document.addEventListener('keydown', onKey);
+  document.addEventListener('click', onClick);
+  window.addEventListener('popstate', () => route(true));
+  window.addEventListener('online', () => live.kick());
+  $('#alert-close').addEventListener('click', clearAlert);
+
+  $('#jump').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const input = $('#jump-name');
+    if (goToName(input.value)) {
+      input.value = '';
+      input.blur();
+    }
+  });
+  $('#home-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    goToName($('#home-name').value);
+  });
+  $('#home-name').addEventListener('input', updateHomeAddr);
+  $('#random').addEventListener('click', () => {
+    $('#home-name').value = randomName();
+    updateHomeAddr();
+    $('#home-name').focus();
+  });
+
+  $('#copy').addEventListener('click', copyAddress);
+  $('#empty').addEventListener('click', emptyInbox);
+  $('#list').addEventListener('click', onListClick);
+  $('#list').addEventListener('focusin', onListFocus);
+
+  $('#m-delete').addEventListener('click', async () => {
+    const name = box.name;
+    if (await deleteMessage(name, openId)) navigate(`/inbox/${enc(name)}`, true);
+  });
+  for (const t of TABS) {
+    $(`#tab-${t}`).addEventListener('click', () => selectTab(t));
+    $(`#tab-${t}`).addEventListener('keydown', onTabKey);
+  }
+
+  setInterval(refreshTimes, 30000);
+}
+
+async function main() {
+  wire();
+  await loadConfig();
+  route();
+}
+
+main();

@@ -1,0 +1,23 @@
+//! The reporter's settings.
+
+use clap::Parser;
+use maildrop_runtime::args::{ConsumerArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs};
+
+/// maildrop-reporter: keeps statistics of every stream.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "maildrop-reporter", version, about)]
+pub struct Config {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    /// Messages counted per Redis write.
+    #[arg(long, env = "MAILDROP_REPORTER_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    #[command(flatten)]
+    pub log: LogArgs,
+}

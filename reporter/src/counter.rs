@@ -1,0 +1,187 @@
+//! The loop that counts one stream exactly once (the argument is in the crate docs).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
+use maildrop_runtime::consume::retry_delay;
+use maildrop_store::StatsStore;
+use maildrop_store::stats::Counter;
+use tokio_util::sync::CancellationToken;
+
+use crate::count::{Source, counters};
+
+/// One fetched message, reduced to what counting needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub seq: u64,
+    pub delivered: i64,
+    pub counters: Vec<(Counter, u64)>,
+}
+
+/// The increments of a batch and the mark to record, given the mark recorded so far.
+pub fn tally(applied: u64, items: &[Item]) -> (BTreeMap<Counter, u64>, u64) {
+    let mut increments = BTreeMap::new();
+    let mut reset = false;
+    for item in items {
+        let already_counted = item.seq <= applied && item.delivered > 1;
+        if already_counted {
+            continue;
+        }
+        reset |= item.seq <= applied;
+        for (counter, by) in &item.counters {
+            *increments.entry(counter.clone()).or_insert(0) += by;
+        }
+    }
+    let highest = items.iter().map(|i| i.seq).max().unwrap_or(0);
+    let mark = if reset { highest } else { highest.max(applied) };
+    (increments, mark)
+}
+
+async fn sleep_or_cancel(cancel: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
+async fn open(js: &jetstream::Context, source: Source, ack_wait: Duration) -> Result<jetstream::consumer::Consumer<pull::Config>, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = js.get_stream(source.stream()).await?;
+    Ok(stream
+        .get_or_create_consumer(
+            source.durable(),
+            pull::Config {
+                durable_name: Some(source.durable().to_owned()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait,
+                ..Default::default()
+            },
+        )
+        .await?)
+}
+
+/// Counts `source` until `cancel` is cancelled.
+pub async fn run(
+    js: jetstream::Context,
+    stats: StatsStore,
+    source: Source,
+    batch_size: u32,
+    ack_wait: Duration,
+    cancel: CancellationToken,
+) {
+    let stream = source.stream();
+    let mut attempt = 0i64;
+    let consumer = loop {
+        match open(&js, source, ack_wait).await {
+            Ok(c) => break c,
+            Err(e) => {
+                attempt += 1;
+                let wait = retry_delay(attempt);
+                tracing::warn!(stream, error = %e, retry_in = ?wait, "Cannot open the reporter's consumer yet.");
+                if !sleep_or_cancel(&cancel, wait).await {
+                    return;
+                }
+            }
+        }
+    };
+    tracing::info!(stream, "Counting.");
+    while !cancel.is_cancelled() {
+        let batch = tokio::select! {
+            _ = cancel.cancelled() => break,
+            b = consumer.batch().max_messages(batch_size as usize).expires(Duration::from_secs(2)).messages() => b,
+        };
+        let messages: Vec<jetstream::Message> = match batch {
+            Ok(b) => b.filter_map(|m| async move { m.ok() }).collect().await,
+            Err(e) => {
+                tracing::warn!(stream, error = %e, "Fetch failed; retrying.");
+                if !sleep_or_cancel(&cancel, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let items: Vec<Item> = messages
+            .iter()
+            .filter_map(|m| {
+                let info = m.info().ok()?;
+                Some(Item {
+                    seq: info.stream_sequence,
+                    delivered: info.delivered,
+                    counters: counters(source, m.headers.as_ref(), &m.payload),
+                })
+            })
+            .collect();
+        // Retry this batch in place until Redis takes it (see the crate docs for why).
+        let mut attempt = 0i64;
+        let written = loop {
+            let result = async {
+                let applied = stats.applied(stream).await?;
+                let (increments, mark) = tally(applied, &items);
+                stats.apply(stream, mark, &increments).await
+            }
+            .await;
+            match result {
+                Ok(()) => break true,
+                Err(e) => {
+                    attempt += 1;
+                    let wait = retry_delay(attempt);
+                    tracing::warn!(stream, error = %e, retry_in = ?wait, "Cannot write counters; retrying the batch.");
+                    if !sleep_or_cancel(&cancel, wait).await {
+                        break false;
+                    }
+                }
+            }
+        };
+        if !written {
+            break;
+        }
+        for m in &messages {
+            if let Err(e) = m.ack().await {
+                tracing::warn!(stream, error = %e, "Ack failed; the message will come back and be skipped.");
+            }
+        }
+        tracing::debug!(stream, count = messages.len(), "Batch counted.");
+    }
+    tracing::info!(stream, "Counting stopped.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u64, delivered: i64) -> Item {
+        Item { seq, delivered, counters: vec![(Counter::Received, 1)] }
+    }
+
+    #[test]
+    fn new_messages_count_and_raise_the_mark() {
+        let (inc, mark) = tally(10, &[item(11, 1), item(12, 1)]);
+        assert_eq!(inc[&Counter::Received], 2);
+        assert_eq!(mark, 12);
+    }
+
+    #[test]
+    fn redeliveries_at_or_below_the_mark_are_skipped() {
+        let (inc, mark) = tally(12, &[item(11, 2), item(12, 3), item(13, 2)]);
+        assert_eq!(inc[&Counter::Received], 1);
+        assert_eq!(mark, 13);
+    }
+
+    #[test]
+    fn a_recreated_stream_is_counted_from_its_start() {
+        let (inc, mark) = tally(500, &[item(1, 1), item(2, 1)]);
+        assert_eq!(inc[&Counter::Received], 2);
+        assert_eq!(mark, 2);
+    }
+
+    #[test]
+    fn a_batch_of_old_redeliveries_never_lowers_the_mark() {
+        let (inc, mark) = tally(50, &[item(40, 2)]);
+        assert!(inc.is_empty());
+        assert_eq!(mark, 50);
+    }
+}

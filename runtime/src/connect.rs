@@ -1,0 +1,101 @@
+//! Connecting to NATS and Redis, retried with exponential backoff until they answer or the stage is
+//! shutting down.
+//!
+//! A stage that starts before its servers waits for them (and says so in the log) instead of
+//! crashing into a restart loop. After the first connection both clients reconnect by themselves:
+//! async-nats with unlimited reconnects, redis's `ConnectionManager` on the next command.
+
+use std::time::Duration;
+
+use backoff::ExponentialBackoff;
+use backoff::backoff::Backoff;
+use tokio_util::sync::CancellationToken;
+
+/// Connecting was abandoned.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("shutting down before {0} answered")]
+    Cancelled(&'static str),
+    #[error("invalid Redis URL: {0}")]
+    RedisUrl(#[source] redis::RedisError),
+}
+
+fn forever() -> ExponentialBackoff {
+    ExponentialBackoff {
+        initial_interval: Duration::from_millis(100),
+        max_interval: Duration::from_secs(5),
+        max_elapsed_time: None,
+        ..ExponentialBackoff::default()
+    }
+}
+
+/// Connects to NATS as `name` (shown in the server's connection list).
+pub async fn nats(
+    url: &str,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<async_nats::Client, ConnectError> {
+    let mut backoff = forever();
+    loop {
+        let options = async_nats::ConnectOptions::new()
+            .name(name)
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connection (re)established."),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting."),
+                    other => tracing::info!(event = %other, "NATS event."),
+                }
+            });
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => return Err(ConnectError::Cancelled("NATS")),
+            r = options.connect(url) => r,
+        };
+        match attempt {
+            Ok(client) => {
+                tracing::info!(url, "Connected to NATS.");
+                return Ok(client);
+            }
+            Err(e) => {
+                let wait = backoff.next_backoff().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(url, error = %e, retry_in = ?wait, "NATS not reachable yet.");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ConnectError::Cancelled("NATS")),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Connects to Redis and returns a reconnecting connection handle.
+pub async fn redis(
+    url: &str,
+    cancel: &CancellationToken,
+) -> Result<redis::aio::ConnectionManager, ConnectError> {
+    let client = redis::Client::open(url).map_err(ConnectError::RedisUrl)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    let mut backoff = forever();
+    loop {
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => return Err(ConnectError::Cancelled("Redis")),
+            r = client.get_connection_manager_with_config(config.clone()) => r,
+        };
+        match attempt {
+            Ok(conn) => {
+                tracing::info!("Connected to Redis.");
+                return Ok(conn);
+            }
+            Err(e) => {
+                let wait = backoff.next_backoff().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %e, retry_in = ?wait, "Redis not reachable yet.");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ConnectError::Cancelled("Redis")),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}

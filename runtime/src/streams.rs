@@ -1,0 +1,81 @@
+//! Making sure the JetStream streams exist, with the limits from [`StreamArgs`].
+//!
+//! Every stage calls [`ensure_all`] at start: creating a stream that exists is an update with the
+//! same settings, so stages can start in any order.
+
+use async_nats::jetstream::{self, stream};
+use maildrop_contract::subject;
+
+use crate::args::StreamArgs;
+
+/// A stream could not be created or updated.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create or update stream {stream}")]
+pub struct StreamError {
+    pub stream: &'static str,
+    #[source]
+    pub source: jetstream::context::CreateStreamError,
+}
+
+/// The stream specs as built, in one place.
+pub fn configs(args: &StreamArgs) -> Vec<stream::Config> {
+    let base = |name: &str, subjects: &[&str]| stream::Config {
+        name: name.to_owned(),
+        subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: args.duplicate_window,
+        num_replicas: args.stream_replicas as usize,
+        allow_direct: true,
+        max_age: args.events_max_age,
+        ..Default::default()
+    };
+    vec![
+        stream::Config {
+            description: Some("Raw messages as received by SMTP; envelope in headers.".into()),
+            max_age: args.received_max_age,
+            max_bytes: args.received_max_bytes,
+            ..base(subject::RECEIVED_STREAM, &[subject::RECEIVED])
+        },
+        stream::Config {
+            description: Some("The filter's verdicts.".into()),
+            ..base(subject::VERDICTS_STREAM, &[subject::VERDICTS_ALL])
+        },
+        stream::Config {
+            description: Some("Mailbox events: stored, deleted, cleared.".into()),
+            ..base(subject::MAILBOX_STREAM, &[subject::MAILBOX_ALL])
+        },
+        stream::Config {
+            description: Some("Messages a stage gave up on, with the reason.".into()),
+            ..base(subject::DEADLETTER_STREAM, &[subject::DEADLETTER_ALL])
+        },
+    ]
+}
+
+/// Creates or updates every stream.
+pub async fn ensure_all(js: &jetstream::Context, args: &StreamArgs) -> Result<(), StreamError> {
+    for config in configs(args) {
+        let name = static_name(&config.name);
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|source| StreamError {
+                stream: name,
+                source,
+            })?;
+        tracing::debug!(stream = name, "Stream ready.");
+    }
+    Ok(())
+}
+
+fn static_name(name: &str) -> &'static str {
+    [
+        subject::RECEIVED_STREAM,
+        subject::VERDICTS_STREAM,
+        subject::MAILBOX_STREAM,
+        subject::DEADLETTER_STREAM,
+    ]
+    .into_iter()
+    .find(|n| *n == name)
+    .unwrap_or("unknown")
+}

@@ -1,0 +1,164 @@
+//! From raw bytes to the document kept in Redis.
+//!
+//! Parsing never fails: bytes that mail-parser cannot read as a message (no header block, invalid
+//! UTF-8, garbage) are kept as they are, shown as text, and still listed in the mailbox. A message
+//! that cannot be read is still a message somebody was sent.
+
+use maildrop_contract::{Envelope, Mailbox, MessageSummary, Verdict};
+use maildrop_store::{Attachment, Headers, StoredEnvelope, StoredMessage, StoredVerdict};
+use mail_parser::{Address, MimeHeaders};
+
+/// Renders an address header as `Name <addr>, …`.
+fn addresses(address: Option<&Address<'_>>) -> Option<String> {
+    let list: Vec<String> = address?
+        .iter()
+        .map(|a| match (a.name.as_deref(), a.address.as_deref()) {
+            (Some(name), Some(addr)) => format!("{name} <{addr}>"),
+            (None, Some(addr)) => addr.to_owned(),
+            (Some(name), None) => name.to_owned(),
+            (None, None) => String::new(),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!list.is_empty()).then(|| list.join(", "))
+}
+
+/// The document for `mailbox`.
+pub fn stored_message(
+    mailbox: &Mailbox,
+    envelope: &Envelope,
+    verdict: &Verdict,
+    raw: &[u8],
+) -> StoredMessage {
+    let parsed = mail_parser::MessageParser::default().parse(raw);
+    let (headers, text, html, attachments) = match &parsed {
+        Some(m) => (
+            Headers {
+                from: addresses(m.from()),
+                to: addresses(m.to()),
+                cc: addresses(m.cc()),
+                subject: m.subject().map(str::to_owned),
+                date: m.date().map(|d| d.to_rfc822()),
+                message_id: m.message_id().map(str::to_owned),
+            },
+            m.body_text(0).map(|t| t.into_owned()),
+            m.body_html(0).map(|t| t.into_owned()),
+            m.attachments()
+                .map(|part| Attachment {
+                    name: part.attachment_name().map(str::to_owned),
+                    content_type: part
+                        .content_type()
+                        .map(|ct| match ct.subtype() {
+                            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                            None => ct.ctype().to_owned(),
+                        })
+                        .unwrap_or_else(|| "application/octet-stream".to_owned()),
+                    size: part.len() as u64,
+                })
+                .collect(),
+        ),
+        None => (
+            Headers::default(),
+            Some(String::from_utf8_lossy(raw).into_owned()),
+            None,
+            Vec::new(),
+        ),
+    };
+    let from = headers
+        .from
+        .clone()
+        .unwrap_or_else(|| envelope.mail_from.clone());
+    StoredMessage {
+        summary: MessageSummary {
+            id: envelope.id,
+            mailbox: mailbox.clone(),
+            from,
+            subject: headers.subject.clone().unwrap_or_default(),
+            date: headers.date.clone(),
+            received_ms: envelope.received_ms,
+            size: envelope.size,
+        },
+        envelope: StoredEnvelope {
+            client_ip: envelope.client_ip.to_string(),
+            helo: envelope.helo.clone(),
+            mail_from: envelope.mail_from.clone(),
+            rcpt_to: envelope.rcpt_to.clone(),
+            received_ms: envelope.received_ms,
+            size: envelope.size,
+        },
+        headers,
+        text,
+        html,
+        attachments,
+        verdict: Some(StoredVerdict {
+            score: verdict.score,
+            threshold: verdict.threshold,
+            hits: verdict.hits.clone(),
+            ruleset: verdict.ruleset.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maildrop_contract::{MessageId, event};
+
+    fn fixtures() -> (Mailbox, Envelope, Verdict) {
+        let mailbox = Mailbox::parse("bob").unwrap();
+        let envelope = Envelope {
+            id: MessageId::new(),
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "h".into(),
+            mail_from: "env@example.org".into(),
+            rcpt_to: vec!["bob@maildrop.localhost".into()],
+            mailboxes: vec![mailbox.clone()],
+            received_ms: 5,
+            size: 10,
+        };
+        let verdict = Verdict {
+            v: event::VERSION,
+            id: envelope.id,
+            received_seq: 1,
+            mailboxes: vec![mailbox.clone()],
+            accepted: true,
+            score: 0.0,
+            threshold: 5.0,
+            hits: vec![],
+            ruleset: "r".into(),
+            client_ip: "192.0.2.1".into(),
+            mail_from: "env@example.org".into(),
+            size: 10,
+            received_ms: 5,
+        };
+        (mailbox, envelope, verdict)
+    }
+
+    #[test]
+    fn a_multipart_message_is_taken_apart() {
+        let raw = b"From: Alice <alice@example.org>\r\nTo: bob@maildrop.localhost\r\n\
+Subject: =?utf-8?q?Caf=C3=A9?=\r\nMessage-ID: <m1@example.org>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+--b\r\nContent-Type: text/html\r\n\r\n<p>hello</p>\r\n--b\r\nContent-Type: application/pdf\r\n\
+Content-Disposition: attachment; filename=a.pdf\r\n\r\nPDFDATA\r\n--b--\r\n";
+        let (mb, env, v) = fixtures();
+        let m = stored_message(&mb, &env, &v, raw);
+        assert_eq!(m.summary.from, "Alice <alice@example.org>");
+        assert_eq!(m.summary.subject, "Café");
+        assert_eq!(m.headers.message_id.as_deref(), Some("m1@example.org"));
+        assert_eq!(m.text.as_deref().map(str::trim), Some("hello"));
+        assert!(m.html.as_deref().unwrap().contains("<p>hello</p>"));
+        assert_eq!(m.attachments.len(), 1);
+        assert_eq!(m.attachments[0].name.as_deref(), Some("a.pdf"));
+        assert_eq!(m.attachments[0].content_type, "application/pdf");
+    }
+
+    #[test]
+    fn garbage_is_kept_and_shown_as_text() {
+        let (mb, env, v) = fixtures();
+        let m = stored_message(&mb, &env, &v, &[0xff, 0xfe, b'x']);
+        assert_eq!(m.summary.from, "env@example.org");
+        assert_eq!(m.summary.subject, "");
+        assert!(m.text.is_some());
+    }
+}

@@ -1,0 +1,175 @@
+//! Real `nats-server` and `redis-server` processes for tests.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::process::{Child, Command};
+
+use crate::wait_until;
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; the tiny window before the server binds it is
+/// accepted).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// `nats-server -js` with its store in a temporary directory.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts clients.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        // Messages up to the SMTP size limit must fit in one NATS message (default max 1 MiB).
+        let config = format!(
+            "listen: 127.0.0.1:{port}\nmax_payload: 33554432\njetstream {{\n  store_dir: {:?}\n}}\n",
+            dir.path().join("js")
+        );
+        std::fs::write(dir.path().join("nats.conf"), config)?;
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+        };
+        server.resume().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (SIGKILL), keeping its data.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.dir.path().join("nats.log"))?;
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot run nats-server (is it installed? `make deps`)")?;
+        self.child = Some(child);
+        let url = self.url();
+        wait_until(Duration::from_secs(20), "nats-server to accept clients", || {
+            let url = url.clone();
+            async move {
+                let client = async_nats::connect(&url).await.ok()?;
+                // JetStream answers only once it has recovered its store.
+                let js = async_nats::jetstream::new(client);
+                js.query_account().await.ok().map(|_| ())
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// `redis-server` with no persistence, in a temporary directory.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir()?,
+        };
+        server.resume().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// A fresh connection (for assertions).
+    pub async fn conn(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await?)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot run redis-server (is it installed? `make deps`)")?;
+        self.child = Some(child);
+        let url = self.url();
+        wait_until(Duration::from_secs(20), "redis-server to answer PING", || {
+            let url = url.clone();
+            async move {
+                let mut conn = redis::Client::open(url)
+                    .ok()?
+                    .get_multiplexed_async_connection()
+                    .await
+                    .ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
