@@ -56,7 +56,13 @@ pub enum EnvelopeError {
 fn clean(value: &str) -> String {
     value
         .chars()
-        .map(|c| if (c as u32) < 0x20 || c == '\x7f' { '?' } else { c })
+        .map(|c| {
+            if (c as u32) < 0x20 || c == '\x7f' {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -126,7 +132,10 @@ mod tests {
             client_ip: "192.0.2.7".parse().unwrap(),
             helo: "mx.example.org".into(),
             mail_from: "alice@example.org".into(),
-            rcpt_to: vec!["bob@maildrop.localhost".into(), "Bob+x@maildrop.localhost".into()],
+            rcpt_to: vec![
+                "bob@maildrop.localhost".into(),
+                "Bob+x@maildrop.localhost".into(),
+            ],
             mailboxes: vec![Mailbox::parse("bob").unwrap()],
             received_ms: 1_700_000_000_000,
             size: 1234,
@@ -143,7 +152,10 @@ mod tests {
     fn null_sender_survives() {
         let mut env = sample();
         env.mail_from.clear();
-        assert_eq!(Envelope::from_headers(&env.to_headers()).unwrap().mail_from, "");
+        assert_eq!(
+            Envelope::from_headers(&env.to_headers()).unwrap().mail_from,
+            ""
+        );
     }
 
     #[test]

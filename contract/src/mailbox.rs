@@ -87,7 +87,9 @@ impl Mailbox {
         let mut i = 0;
         while i < bytes.len() {
             if bytes[i] == b'%' {
-                let hex = token.get(i + 1..i + 3).ok_or(InvalidMailbox::BadCharacter)?;
+                let hex = token
+                    .get(i + 1..i + 3)
+                    .ok_or(InvalidMailbox::BadCharacter)?;
                 out.push(u8::from_str_radix(hex, 16).map_err(|_| InvalidMailbox::BadCharacter)?);
                 i += 3;
             } else {
@@ -139,16 +141,28 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         assert_eq!(Mailbox::parse(""), Err(InvalidMailbox::Empty));
-        assert_eq!(Mailbox::parse(&"a".repeat(65)), Err(InvalidMailbox::TooLong));
+        assert_eq!(
+            Mailbox::parse(&"a".repeat(65)),
+            Err(InvalidMailbox::TooLong)
+        );
         assert!(Mailbox::parse(&"a".repeat(64)).is_ok());
-        for bad in ["a b", "a*b", "a>b", "\"bob\"", "bob@x", "bøb", "a\r\nb", "a+b"] {
-            assert_eq!(Mailbox::parse(bad), Err(InvalidMailbox::BadCharacter), "{bad}");
+        for bad in [
+            "a b", "a*b", "a>b", "\"bob\"", "bob@x", "bøb", "a\r\nb", "a+b",
+        ] {
+            assert_eq!(
+                Mailbox::parse(bad),
+                Err(InvalidMailbox::BadCharacter),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn drops_the_subaddress_tag() {
-        assert_eq!(Mailbox::from_local_part("Bob+GitHub").unwrap().as_str(), "bob");
+        assert_eq!(
+            Mailbox::from_local_part("Bob+GitHub").unwrap().as_str(),
+            "bob"
+        );
         assert_eq!(Mailbox::from_local_part("+tag"), Err(InvalidMailbox::Empty));
     }
 
@@ -171,6 +185,9 @@ mod tests {
     #[test]
     fn deserialising_validates() {
         assert!(serde_json::from_str::<Mailbox>("\"a b\"").is_err());
-        assert_eq!(serde_json::from_str::<Mailbox>("\"Ab\"").unwrap().as_str(), "ab");
+        assert_eq!(
+            serde_json::from_str::<Mailbox>("\"Ab\"").unwrap().as_str(),
+            "ab"
+        );
     }
 }

@@ -55,7 +55,11 @@ impl MailboxEventKind {
 
 /// `maildrop.mailbox.<box>.<kind>`: one event about one mailbox.
 pub fn mailbox_event(mailbox: &Mailbox, kind: MailboxEventKind) -> String {
-    format!("maildrop.mailbox.{}.{}", mailbox.subject_token(), kind.as_str())
+    format!(
+        "maildrop.mailbox.{}.{}",
+        mailbox.subject_token(),
+        kind.as_str()
+    )
 }
 
 /// `maildrop.mailbox.<box>.>`: every event about one mailbox (what a watcher subscribes to).

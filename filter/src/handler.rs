@@ -21,7 +21,10 @@ pub struct FilterHandler {
 
 impl FilterHandler {
     pub fn new(js: jetstream::Context, rules: RuleSet) -> Self {
-        Self { js, rules: Arc::new(rules) }
+        Self {
+            js,
+            rules: Arc::new(rules),
+        }
     }
 }
 
@@ -56,7 +59,10 @@ struct NoHeaders;
 
 impl Handler for FilterHandler {
     async fn handle(&self, msg: &jetstream::Message) -> Result<(), Failure> {
-        let headers = msg.headers.as_ref().ok_or_else(|| Failure::poison(NoHeaders))?;
+        let headers = msg
+            .headers
+            .as_ref()
+            .ok_or_else(|| Failure::poison(NoHeaders))?;
         let envelope = Envelope::from_headers(headers).map_err(Failure::poison)?;
         let seq = msg.info().map_err(Failure::failed)?.stream_sequence;
         let verdict = judge(&self.rules, &envelope, &msg.payload, seq);
@@ -87,8 +93,8 @@ impl Handler for FilterHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::test_support::envelope;
     use crate::rules::RuleArgs;
+    use crate::rules::test_support::envelope;
 
     #[test]
     fn judging_records_the_ruleset_and_the_envelope() {
@@ -108,7 +114,12 @@ mod tests {
 
     #[test]
     fn garbage_bytes_are_judged_not_dropped() {
-        let rules = RuleArgs { spam_threshold: 5.0, blocked_senders: vec![], blocked_sender_score: 10.0 }.build();
+        let rules = RuleArgs {
+            spam_threshold: 5.0,
+            blocked_senders: vec![],
+            blocked_sender_score: 10.0,
+        }
+        .build();
         let env = envelope("a@b.example");
         let v = judge(&rules, &env, &[0xff, 0xfe, 0x00, b'\n'], 1);
         assert!(v.accepted);

@@ -89,13 +89,18 @@ impl Hub {
         if let Some(watch) = self.join(mailbox) {
             return Ok(watch);
         }
-        let mut subscription = self.client.subscribe(subject::mailbox_events(mailbox)).await?;
+        let mut subscription = self
+            .client
+            .subscribe(subject::mailbox_events(mailbox))
+            .await?;
         self.client.flush().await?;
         let mut watched = self.lock();
         if watched.contains_key(mailbox) {
             // Another watcher subscribed while we did; ours is dropped (unsubscribed) here.
             drop(watched);
-            return self.join(mailbox).ok_or_else(|| "mailbox watch vanished".into());
+            return self
+                .join(mailbox)
+                .ok_or_else(|| "mailbox watch vanished".into());
         }
         let (tx, events) = broadcast::channel(self.buffer);
         let sender = tx.clone();
@@ -110,7 +115,11 @@ impl Hub {
         });
         watched.insert(
             mailbox.clone(),
-            Watched { tx, watchers: 1, forwarder },
+            Watched {
+                tx,
+                watchers: 1,
+                forwarder,
+            },
         );
         Ok(Watch {
             hub: self.clone(),

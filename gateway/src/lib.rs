@@ -39,7 +39,11 @@ pub enum Error {
 }
 
 /// Serves HTTP on `listener` until `cancel` is cancelled.
-pub async fn run(config: Config, listener: TcpListener, cancel: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
     let client = connect::nats(&config.nats.url, "maildrop-gateway", &cancel).await?;
     let js = async_nats::jetstream::new(client.clone());
     streams::ensure_all(&js, &config.streams).await?;

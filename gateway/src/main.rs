@@ -15,7 +15,10 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("maildrop-gateway: cannot listen on MAILDROP_HTTP_ADDR={}: {e}", config.http_addr);
+            eprintln!(
+                "maildrop-gateway: cannot listen on MAILDROP_HTTP_ADDR={}: {e}",
+                config.http_addr
+            );
             return ExitCode::FAILURE;
         }
     };

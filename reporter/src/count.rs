@@ -35,7 +35,11 @@ impl Source {
 
 /// The counters `payload` (with `headers`) moves. An undecodable event moves none: it is the
 /// writer's bug, not traffic.
-pub fn counters(source: Source, headers: Option<&HeaderMap>, payload: &[u8]) -> Vec<(Counter, u64)> {
+pub fn counters(
+    source: Source,
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> Vec<(Counter, u64)> {
     match source {
         Source::Received => {
             let size = headers
@@ -72,7 +76,10 @@ mod tests {
             counters(Source::Received, Some(&h), b"x"),
             vec![(Counter::Received, 1), (Counter::BytesReceived, 1234)]
         );
-        assert_eq!(counters(Source::Received, None, b"xyz")[1], (Counter::BytesReceived, 3));
+        assert_eq!(
+            counters(Source::Received, None, b"xyz")[1],
+            (Counter::BytesReceived, 3)
+        );
     }
 
     #[test]
@@ -80,14 +87,20 @@ mod tests {
         let v = include_str!("../../contract/fixtures/verdict.v1.json");
         assert_eq!(
             counters(Source::Verdicts, None, v.as_bytes()),
-            vec![(Counter::Rejected, 1), (Counter::RejectedBy("blocked_sender".into()), 1)]
+            vec![
+                (Counter::Rejected, 1),
+                (Counter::RejectedBy("blocked_sender".into()), 1)
+            ]
         );
     }
 
     #[test]
     fn mailbox_events_and_garbage() {
         let e = include_str!("../../contract/fixtures/mailbox-stored.v1.json");
-        assert_eq!(counters(Source::Mailbox, None, e.as_bytes()), vec![(Counter::Stored, 1)]);
+        assert_eq!(
+            counters(Source::Mailbox, None, e.as_bytes()),
+            vec![(Counter::Stored, 1)]
+        );
         assert!(counters(Source::Mailbox, None, b"{").is_empty());
     }
 }

@@ -46,7 +46,11 @@ async fn sleep_or_cancel(cancel: &CancellationToken, wait: Duration) -> bool {
     }
 }
 
-async fn open(js: &jetstream::Context, source: Source, ack_wait: Duration) -> Result<jetstream::consumer::Consumer<pull::Config>, Box<dyn std::error::Error + Send + Sync>> {
+async fn open(
+    js: &jetstream::Context,
+    source: Source,
+    ack_wait: Duration,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, Box<dyn std::error::Error + Send + Sync>> {
     let stream = js.get_stream(source.stream()).await?;
     Ok(stream
         .get_or_create_consumer(
@@ -154,7 +158,11 @@ mod tests {
     use super::*;
 
     fn item(seq: u64, delivered: i64) -> Item {
-        Item { seq, delivered, counters: vec![(Counter::Received, 1)] }
+        Item {
+            seq,
+            delivered,
+            counters: vec![(Counter::Received, 1)],
+        }
     }
 
     #[test]

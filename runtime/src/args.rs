@@ -18,14 +18,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// NATS server URL (JetStream must be enabled).
-    #[arg(long = "nats-url", env = "MAILDROP_NATS_URL", default_value = DEFAULT_NATS_URL)]
+    #[arg(id = "nats_url", long = "nats-url", env = "MAILDROP_NATS_URL", default_value = DEFAULT_NATS_URL)]
     pub url: String,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL.
-    #[arg(long = "redis-url", env = "MAILDROP_REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    #[arg(id = "redis_url", long = "redis-url", env = "MAILDROP_REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub url: String,
 }
 
@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn domains_are_validated_and_lower_cased() {
-        assert_eq!(parse_domain("Maildrop.Localhost.").unwrap(), "maildrop.localhost");
+        assert_eq!(
+            parse_domain("Maildrop.Localhost.").unwrap(),
+            "maildrop.localhost"
+        );
         for bad in ["", "a..b", "-a.b", "a_b.c", "a b"] {
             assert!(parse_domain(bad).is_err(), "{bad}");
         }

@@ -42,8 +42,12 @@ pub async fn nats(
             .max_reconnects(None)
             .event_callback(|event| async move {
                 match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connection (re)established."),
-                    async_nats::Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting."),
+                    async_nats::Event::Connected => {
+                        tracing::info!("NATS connection (re)established.")
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS connection lost; reconnecting.")
+                    }
                     other => tracing::info!(event = %other, "NATS event."),
                 }
             });

@@ -50,13 +50,22 @@ pub struct Failure {
 
 impl Failure {
     pub fn transient(e: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self { kind: FailureKind::Transient, source: e.into() }
+        Self {
+            kind: FailureKind::Transient,
+            source: e.into(),
+        }
     }
     pub fn failed(e: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self { kind: FailureKind::Failed, source: e.into() }
+        Self {
+            kind: FailureKind::Failed,
+            source: e.into(),
+        }
     }
     pub fn poison(e: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self { kind: FailureKind::Poison, source: e.into() }
+        Self {
+            kind: FailureKind::Poison,
+            source: e.into(),
+        }
     }
 }
 
@@ -168,7 +177,11 @@ pub async fn run<H: Handler>(
             })
             .await;
     }
-    tracing::info!(stage = spec.stage, consumer = spec.durable, "Consumer stopped.");
+    tracing::info!(
+        stage = spec.stage,
+        consumer = spec.durable,
+        "Consumer stopped."
+    );
 }
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -195,7 +208,10 @@ async fn open(
 fn message_id(msg: &jetstream::Message) -> String {
     msg.headers
         .as_ref()
-        .and_then(|h| h.get(header::ID).or_else(|| h.get(async_nats::header::NATS_MESSAGE_ID)))
+        .and_then(|h| {
+            h.get(header::ID)
+                .or_else(|| h.get(async_nats::header::NATS_MESSAGE_ID))
+        })
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default()
 }
@@ -220,7 +236,11 @@ async fn process<H: Handler>(
         });
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
     let msg_id = message_id(&msg);
-    let settle = decide(outcome.as_ref().err().map(|f| f.kind), delivered, max_deliver);
+    let settle = decide(
+        outcome.as_ref().err().map(|f| f.kind),
+        delivered,
+        max_deliver,
+    );
     let result = match (&settle, &outcome) {
         (Settle::Ack, _) => msg.ack().await,
         (Settle::Nak(delay), Err(failure)) => {
@@ -233,11 +253,14 @@ async fn process<H: Handler>(
                 Ok(()) => msg.ack_with(AckKind::Term).await,
                 Err(e) => {
                     tracing::error!(stage = spec.stage, msg_id, error = %e, "Dead-letter publish failed; will retry the message.");
-                    msg.ack_with(AckKind::Nak(Some(retry_delay(delivered)))).await
+                    msg.ack_with(AckKind::Nak(Some(retry_delay(delivered))))
+                        .await
                 }
             }
         }
-        (Settle::Nak(_) | Settle::DeadLetter, Ok(())) => unreachable!("decide() acks every success"),
+        (Settle::Nak(_) | Settle::DeadLetter, Ok(())) => {
+            unreachable!("decide() acks every success")
+        }
     };
     if let Err(e) = result {
         // The message will be redelivered after ack_wait; every effect is idempotent.
@@ -253,7 +276,10 @@ async fn dead_letter(
 ) -> Result<(), BoxError> {
     let mut headers = msg.headers.clone().unwrap_or_default();
     headers.insert(header::DEADLETTER_STAGE, stage);
-    headers.insert(header::DEADLETTER_REASON, sanitize(&failure.to_string()).as_str());
+    headers.insert(
+        header::DEADLETTER_REASON,
+        sanitize(&failure.to_string()).as_str(),
+    );
     headers.insert(header::DEADLETTER_SUBJECT, msg.subject.as_str());
     js.send_publish(
         subject::deadletter(stage),
@@ -289,8 +315,14 @@ mod tests {
 
     #[test]
     fn failures_retry_until_max_deliver() {
-        assert_eq!(decide(Some(FailureKind::Failed), 1, 5), Settle::Nak(Duration::from_secs(1)));
-        assert_eq!(decide(Some(FailureKind::Failed), 4, 5), Settle::Nak(Duration::from_secs(8)));
+        assert_eq!(
+            decide(Some(FailureKind::Failed), 1, 5),
+            Settle::Nak(Duration::from_secs(1))
+        );
+        assert_eq!(
+            decide(Some(FailureKind::Failed), 4, 5),
+            Settle::Nak(Duration::from_secs(8))
+        );
         assert_eq!(decide(Some(FailureKind::Failed), 5, 5), Settle::DeadLetter);
     }
 

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use clap::Parser;
-use maildrop_runtime::args::{ConsumerArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs, parse_duration};
+use maildrop_runtime::args::{
+    ConsumerArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs, parse_duration,
+};
 use maildrop_store::Limits;
 
 /// maildrop-store-writer: stores accepted messages in their mailboxes.
@@ -34,5 +36,14 @@ impl Config {
             max_messages: self.mailbox_max_messages as usize,
             retention: self.mailbox_retention,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_flag_is_well_formed() {
+        use clap::CommandFactory;
+        super::Config::command().debug_assert();
     }
 }

@@ -39,7 +39,11 @@ impl StoreHandler {
         received: jetstream::stream::Stream,
         store: MailStore,
     ) -> Self {
-        Self { js, received, store }
+        Self {
+            js,
+            received,
+            store,
+        }
     }
 
     async fn publish(&self, event: &MailboxEvent) -> Result<(), Failure> {
@@ -62,8 +66,8 @@ impl StoreHandler {
 
 impl Handler for StoreHandler {
     async fn handle(&self, msg: &jetstream::Message) -> Result<(), Failure> {
-        let verdict: Verdict = serde_json::from_slice(&msg.payload)
-            .map_err(|e| Failure::poison(Poison::Decode(e)))?;
+        let verdict: Verdict =
+            serde_json::from_slice(&msg.payload).map_err(|e| Failure::poison(Poison::Decode(e)))?;
         if verdict.v != event::VERSION {
             return Err(Failure::poison(Poison::Version(verdict.v)));
         }
@@ -72,7 +76,9 @@ impl Handler for StoreHandler {
             .direct_get(verdict.received_seq)
             .await
             .map_err(|e| match e.kind() {
-                DirectGetErrorKind::NotFound => Failure::poison(Poison::RawGone(verdict.received_seq)),
+                DirectGetErrorKind::NotFound => {
+                    Failure::poison(Poison::RawGone(verdict.received_seq))
+                }
                 _ => Failure::transient(e),
             })?;
         let envelope = Envelope::from_headers(&raw.headers)
@@ -99,8 +105,12 @@ impl Handler for StoreHandler {
                 .await?;
             }
             for id in evicted {
-                self.publish(&MailboxEvent::Deleted { v: event::VERSION, mailbox: mailbox.clone(), id: *id })
-                    .await?;
+                self.publish(&MailboxEvent::Deleted {
+                    v: event::VERSION,
+                    mailbox: mailbox.clone(),
+                    id: *id,
+                })
+                .await?;
             }
             tracing::info!(msg_id = %verdict.id, mailbox = %mailbox, outcome = ?outcome, "Message stored.");
         }

@@ -2,8 +2,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use maildrop_store_writer::Config;
 use maildrop_runtime::{shutdown, telemetry};
+use maildrop_store_writer::Config;
 
 #[tokio::main]
 async fn main() -> ExitCode {

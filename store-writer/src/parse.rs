@@ -4,9 +4,9 @@
 //! UTF-8, garbage) are kept as they are, shown as text, and still listed in the mailbox. A message
 //! that cannot be read is still a message somebody was sent.
 
+use mail_parser::{Address, MimeHeaders};
 use maildrop_contract::{Envelope, Mailbox, MessageSummary, Verdict};
 use maildrop_store::{Attachment, Headers, StoredEnvelope, StoredMessage, StoredVerdict};
-use mail_parser::{Address, MimeHeaders};
 
 /// Renders an address header as `Name <addr>, …`.
 fn addresses(address: Option<&Address<'_>>) -> Option<String> {
@@ -21,6 +21,22 @@ fn addresses(address: Option<&Address<'_>>) -> Option<String> {
         .filter(|s| !s.is_empty())
         .collect();
     (!list.is_empty()).then(|| list.join(", "))
+}
+
+/// What is left of HTML without its tags, trimmed: enough to tell an empty document
+/// (`<html><body></body></html>`, as mail-parser makes from an empty text body) from a real one.
+fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_owned()
 }
 
 /// The document for `mailbox`.
@@ -63,6 +79,14 @@ pub fn stored_message(
             None,
             Vec::new(),
         ),
+    };
+    // Bytes with no readable body (no header block, garbage): show them as they are.
+    let blank = |s: &Option<String>| s.as_deref().is_none_or(|s| s.trim().is_empty());
+    let (text, html) = if blank(&text) && html.as_deref().is_none_or(|h| visible_text(h).is_empty())
+    {
+        (Some(String::from_utf8_lossy(raw).into_owned()), None)
+    } else {
+        (text, html)
     };
     let from = headers
         .from
@@ -138,8 +162,9 @@ mod tests {
     fn a_multipart_message_is_taken_apart() {
         let raw = b"From: Alice <alice@example.org>\r\nTo: bob@maildrop.localhost\r\n\
 Subject: =?utf-8?q?Caf=C3=A9?=\r\nMessage-ID: <m1@example.org>\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
---b\r\nContent-Type: text/html\r\n\r\n<p>hello</p>\r\n--b\r\nContent-Type: application/pdf\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+--a\r\nContent-Type: text/html\r\n\r\n<p>hello</p>\r\n--a--\r\n--b\r\nContent-Type: application/pdf\r\n\
 Content-Disposition: attachment; filename=a.pdf\r\n\r\nPDFDATA\r\n--b--\r\n";
         let (mb, env, v) = fixtures();
         let m = stored_message(&mb, &env, &v, raw);
@@ -159,6 +184,13 @@ Content-Disposition: attachment; filename=a.pdf\r\n\r\nPDFDATA\r\n--b--\r\n";
         let m = stored_message(&mb, &env, &v, &[0xff, 0xfe, b'x']);
         assert_eq!(m.summary.from, "env@example.org");
         assert_eq!(m.summary.subject, "");
-        assert!(m.text.is_some());
+        assert!(m.text.unwrap().contains('x'));
+    }
+
+    #[test]
+    fn a_message_without_a_header_block_is_shown_whole() {
+        let (mb, env, v) = fixtures();
+        let m = stored_message(&mb, &env, &v, b"\xff\xfe not a message\r\nsecond line\r\n");
+        assert!(m.text.unwrap().contains("not a message"));
     }
 }

@@ -127,10 +127,11 @@ impl MailStore {
     /// Stores a message in its mailbox, once.
     pub async fn store(&self, msg: &StoredMessage, raw: &[u8]) -> Result<StoreOutcome, StoreError> {
         let keys = MailboxKeys::new(&msg.summary.mailbox);
-        let summary = serde_json::to_string(&msg.summary).map_err(|source| StoreError::Corrupt {
-            key: keys.sums.clone(),
-            source,
-        })?;
+        let summary =
+            serde_json::to_string(&msg.summary).map_err(|source| StoreError::Corrupt {
+                key: keys.sums.clone(),
+                source,
+            })?;
         let detail = serde_json::to_string(msg).map_err(|source| StoreError::Corrupt {
             key: keys.msgs.clone(),
             source,
@@ -214,7 +215,11 @@ impl MailStore {
     }
 
     /// The raw bytes of one message, if the mailbox has it.
-    pub async fn raw(&self, mailbox: &Mailbox, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn raw(
+        &self,
+        mailbox: &Mailbox,
+        id: &MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let keys = MailboxKeys::new(mailbox);
         let mut conn = self.conn.clone();
         Ok(redis::cmd("HGET")

@@ -110,9 +110,17 @@ impl StatsStore {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (counter, by) in increments {
-            pipe.cmd("HINCRBY").arg(keys::STATS).arg(counter.field()).arg(*by).ignore();
+            pipe.cmd("HINCRBY")
+                .arg(keys::STATS)
+                .arg(counter.field())
+                .arg(*by)
+                .ignore();
         }
-        pipe.cmd("HSET").arg(keys::STATS_APPLIED).arg(stream).arg(last_seq).ignore();
+        pipe.cmd("HSET")
+            .arg(keys::STATS_APPLIED)
+            .arg(stream)
+            .arg(last_seq)
+            .ignore();
         let mut conn = self.conn.clone();
         let () = pipe.query_async(&mut conn).await?;
         Ok(())

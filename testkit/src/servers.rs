@@ -74,15 +74,21 @@ impl NatsServer {
             .context("cannot run nats-server (is it installed? `make deps`)")?;
         self.child = Some(child);
         let url = self.url();
-        wait_until(Duration::from_secs(20), "nats-server to accept clients", || {
-            let url = url.clone();
-            async move {
-                let client = async_nats::connect(&url).await.ok()?;
-                // JetStream answers only once it has recovered its store.
-                let js = async_nats::jetstream::new(client);
-                js.query_account().await.ok().map(|_| ())
-            }
-        })
+        wait_until(
+            Duration::from_secs(20),
+            "nats-server to accept clients",
+            || {
+                let url = url.clone();
+                async move {
+                    let client = async_nats::connect(&url).await.ok()?;
+                    // JetStream answers only once it has recovered its store.
+                    let info = client.request("$JS.API.INFO", "".into()).await.ok()?;
+                    let text = String::from_utf8_lossy(&info.payload);
+                    (text.contains("account_info_response") && !text.contains("\"error\""))
+                        .then_some(())
+                }
+            },
+        )
         .await
     }
 }
@@ -147,21 +153,25 @@ impl RedisServer {
             .context("cannot run redis-server (is it installed? `make deps`)")?;
         self.child = Some(child);
         let url = self.url();
-        wait_until(Duration::from_secs(20), "redis-server to answer PING", || {
-            let url = url.clone();
-            async move {
-                let mut conn = redis::Client::open(url)
-                    .ok()?
-                    .get_multiplexed_async_connection()
-                    .await
-                    .ok()?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-                    .map(|_| ())
-            }
-        })
+        wait_until(
+            Duration::from_secs(20),
+            "redis-server to answer PING",
+            || {
+                let url = url.clone();
+                async move {
+                    let mut conn = redis::Client::open(url)
+                        .ok()?
+                        .get_multiplexed_async_connection()
+                        .await
+                        .ok()?;
+                    redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .ok()
+                        .map(|_| ())
+                }
+            },
+        )
         .await
     }
 }

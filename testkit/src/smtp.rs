@@ -26,7 +26,11 @@ pub fn message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
 fn ulid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Sends `raw` from `from` to `to`; returns the server's final reply text on success.
@@ -38,7 +42,9 @@ pub async fn send_raw(
 ) -> Result<String, lettre::transport::smtp::Error> {
     let envelope = Envelope::new(
         Some(from.parse().expect("valid sender")),
-        to.iter().map(|t| t.parse().expect("valid recipient")).collect(),
+        to.iter()
+            .map(|t| t.parse().expect("valid recipient"))
+            .collect(),
     )
     .expect("valid envelope");
     let response = client(addr).send_raw(&envelope, raw).await?;

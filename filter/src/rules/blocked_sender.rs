@@ -28,7 +28,11 @@ impl BlockedSender {
                 addresses.insert(entry);
             }
         }
-        Self { addresses, domains, score }
+        Self {
+            addresses,
+            domains,
+            score,
+        }
     }
 }
 
@@ -40,17 +44,28 @@ impl Rule for BlockedSender {
     fn fingerprint(&self) -> String {
         let addresses: Vec<&str> = self.addresses.iter().map(String::as_str).collect();
         let domains: Vec<&str> = self.domains.iter().map(String::as_str).collect();
-        format!("score={};addresses={};domains={}", self.score, addresses.join(","), domains.join(","))
+        format!(
+            "score={};addresses={};domains={}",
+            self.score,
+            addresses.join(","),
+            domains.join(",")
+        )
     }
 
     fn check(&self, input: &Inspection<'_>) -> Option<Hit> {
         let sender = input.envelope.mail_from.to_ascii_lowercase();
         let domain = sender.rsplit_once('@').map(|(_, d)| d)?;
         if self.addresses.contains(&sender) {
-            return Some(Hit { score: self.score, reason: format!("sender {sender} is blocked") });
+            return Some(Hit {
+                score: self.score,
+                reason: format!("sender {sender} is blocked"),
+            });
         }
         if self.domains.contains(domain) {
-            return Some(Hit { score: self.score, reason: format!("sender domain {domain} is blocked") });
+            return Some(Hit {
+                score: self.score,
+                reason: format!("sender domain {domain} is blocked"),
+            });
         }
         None
     }
@@ -62,19 +77,31 @@ mod tests {
     use crate::rules::test_support::envelope;
 
     fn rule(entries: &[&str]) -> BlockedSender {
-        BlockedSender::new(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 10.0)
+        BlockedSender::new(
+            &entries.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            10.0,
+        )
     }
 
     fn check(rule: &BlockedSender, from: &str) -> Option<Hit> {
         let env = envelope(from);
-        rule.check(&Inspection { envelope: &env, message: None, raw: b"" })
+        rule.check(&Inspection {
+            envelope: &env,
+            message: None,
+            raw: b"",
+        })
     }
 
     #[test]
     fn matches_whole_addresses_and_domains_case_insensitively() {
         let r = rule(&["spam@example.com", "@Bad.Example", " ", "@"]);
         assert!(check(&r, "SPAM@example.com").is_some());
-        assert!(check(&r, "anyone@bad.example").unwrap().reason.contains("bad.example"));
+        assert!(
+            check(&r, "anyone@bad.example")
+                .unwrap()
+                .reason
+                .contains("bad.example")
+        );
         assert!(check(&r, "ham@example.com").is_none());
         assert!(check(&r, "x@notbad.example").is_none());
     }

@@ -101,7 +101,8 @@ impl RuleSet {
                 })
             })
             .collect();
-        let score = hits.iter().map(|h| h.score).sum();
+        // A fold from +0.0: `sum()` of no floats is -0.0, which would show as "-0" in a verdict.
+        let score = hits.iter().fold(0.0, |acc, h| acc + h.score);
         Decision {
             accepted: score < self.threshold,
             score,
@@ -180,7 +181,11 @@ mod tests {
     fn a_blocked_sender_is_rejected_with_its_reason() {
         let rules = args(&["spam@example.com"]).build();
         let env = envelope("Spam@Example.com");
-        let d = rules.evaluate(&Inspection { envelope: &env, message: None, raw: b"" });
+        let d = rules.evaluate(&Inspection {
+            envelope: &env,
+            message: None,
+            raw: b"",
+        });
         assert!(!d.accepted);
         assert_eq!(d.score, 10.0);
         assert_eq!(d.hits[0].rule, "blocked_sender");
@@ -190,7 +195,11 @@ mod tests {
     fn other_senders_pass() {
         let rules = args(&["spam@example.com"]).build();
         let env = envelope("alice@example.org");
-        let d = rules.evaluate(&Inspection { envelope: &env, message: None, raw: b"" });
+        let d = rules.evaluate(&Inspection {
+            envelope: &env,
+            message: None,
+            raw: b"",
+        });
         assert!(d.accepted);
         assert!(d.hits.is_empty());
     }

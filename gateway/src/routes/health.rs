@@ -20,6 +20,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         state.js.client().connection_state(),
         async_nats::connection::State::Connected
     );
-    let status = if redis && nats { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if redis && nats {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({ "redis": redis, "nats": nats })))
 }

@@ -42,8 +42,13 @@ pub async fn websocket(
 }
 
 /// Pushes `watch`'s events to `sink` until the client leaves, the server shuts down, or a send fails.
-pub async fn serve<S, R, E>(mut sink: S, mut stream: R, mut watch: Watch, mailbox: Mailbox, cancel: CancellationToken)
-where
+pub async fn serve<S, R, E>(
+    mut sink: S,
+    mut stream: R,
+    mut watch: Watch,
+    mailbox: Mailbox,
+    cancel: CancellationToken,
+) where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, E>> + Unpin,
 {

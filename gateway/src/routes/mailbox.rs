@@ -35,7 +35,14 @@ pub async fn clear(
     let mailbox = Mailbox::parse(&name)?;
     let n = state.mail.clear(&mailbox).await?;
     if n > 0 {
-        publish(&state, &MailboxEvent::Cleared { v: event::VERSION, mailbox: mailbox.clone() }).await?;
+        publish(
+            &state,
+            &MailboxEvent::Cleared {
+                v: event::VERSION,
+                mailbox: mailbox.clone(),
+            },
+        )
+        .await?;
     }
     tracing::info!(mailbox = %mailbox, messages = n, "Mailbox emptied.");
     Ok(StatusCode::NO_CONTENT)

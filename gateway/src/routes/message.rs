@@ -1,10 +1,10 @@
 //! One message: its document, its raw bytes, its HTML, its deletion.
 
+use async_nats::jetstream::message::PublishMessage;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use async_nats::jetstream::message::PublishMessage;
 use maildrop_contract::envelope::header as md_header;
 use maildrop_contract::{Mailbox, MailboxEvent, MessageId, event};
 use maildrop_store::StoredMessage;
@@ -33,7 +33,11 @@ pub async fn get(
     Path((mailbox, id)): Path<(String, String)>,
 ) -> Result<Json<StoredMessage>, ApiError> {
     let (mailbox, id) = parse(&mailbox, &id)?;
-    let mut msg = state.mail.get(&mailbox, &id).await?.ok_or(ApiError::MessageNotFound)?;
+    let mut msg = state
+        .mail
+        .get(&mailbox, &id)
+        .await?
+        .ok_or(ApiError::MessageNotFound)?;
     msg.html = msg.html.as_deref().map(sanitize);
     Ok(Json(msg))
 }
@@ -44,14 +48,22 @@ pub async fn raw(
     Path((mailbox, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (mailbox, id) = parse(&mailbox, &id)?;
-    let raw = state.mail.raw(&mailbox, &id).await?.ok_or(ApiError::MessageNotFound)?;
+    let raw = state
+        .mail
+        .raw(&mailbox, &id)
+        .await?
+        .ok_or(ApiError::MessageNotFound)?;
     let disposition = format!("attachment; filename=\"{id}.eml\"");
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("message/rfc822")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("message/rfc822"),
+            ),
             (
                 header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
             ),
         ],
         raw,
@@ -66,13 +78,26 @@ pub async fn html(
     Path((mailbox, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (mailbox, id) = parse(&mailbox, &id)?;
-    let msg = state.mail.get(&mailbox, &id).await?.ok_or(ApiError::MessageNotFound)?;
+    let msg = state
+        .mail
+        .get(&mailbox, &id)
+        .await?
+        .ok_or(ApiError::MessageNotFound)?;
     let body = msg.html.as_deref().map(sanitize).unwrap_or_default();
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(MAIL_CSP)),
-            (header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(MAIL_CSP),
+            ),
+            (
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("SAMEORIGIN"),
+            ),
         ],
         body,
     )
@@ -88,7 +113,15 @@ pub async fn delete(
     if !state.mail.delete(&mailbox, &id).await? {
         return Err(ApiError::MessageNotFound);
     }
-    publish(&state, &MailboxEvent::Deleted { v: event::VERSION, mailbox: mailbox.clone(), id }).await?;
+    publish(
+        &state,
+        &MailboxEvent::Deleted {
+            v: event::VERSION,
+            mailbox: mailbox.clone(),
+            id,
+        },
+    )
+    .await?;
     tracing::info!(msg_id = %id, mailbox = %mailbox, "Message deleted.");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -96,7 +129,9 @@ pub async fn delete(
 /// Publishes a mailbox event on its stream and waits for the stream to have it.
 pub async fn publish(state: &AppState, event: &MailboxEvent) -> Result<(), ApiError> {
     let payload = serde_json::to_vec(event).map_err(|e| ApiError::BusUnavailable(e.into()))?;
-    let mut msg = PublishMessage::build().payload(payload.into()).message_id(event.dedupe_id());
+    let mut msg = PublishMessage::build()
+        .payload(payload.into())
+        .message_id(event.dedupe_id());
     if let MailboxEvent::Deleted { id, .. } = event {
         msg = msg.header(md_header::ID, id.to_string().as_str());
     }

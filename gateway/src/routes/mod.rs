@@ -27,13 +27,19 @@ use crate::web;
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
-        .route("/mailboxes/{mailbox}", get(mailbox::list).delete(mailbox::clear))
+        .route(
+            "/mailboxes/{mailbox}",
+            get(mailbox::list).delete(mailbox::clear),
+        )
         .route(
             "/mailboxes/{mailbox}/messages/{id}",
             get(message::get).delete(message::delete),
         )
         .route("/mailboxes/{mailbox}/messages/{id}/raw", get(message::raw))
-        .route("/mailboxes/{mailbox}/messages/{id}/html", get(message::html))
+        .route(
+            "/mailboxes/{mailbox}/messages/{id}/html",
+            get(message::html),
+        )
         .route("/mailboxes/{mailbox}/ws", get(live::websocket))
         .route("/stats", get(info::stats))
         .route("/config", get(info::config))

@@ -1,0 +1,145 @@
+//! The gateway's HTTP surface against real servers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Pipeline;
+
+#[tokio::test]
+async fn bad_requests_get_json_errors() -> anyhow::Result<()> {
+    let p = Pipeline::start().await?;
+    let (status, body) = p.get_json("/api/mailboxes/no%20spaces").await?;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_mailbox");
+
+    let (status, body) = p.get_json("/api/mailboxes/bob/messages/not-an-id").await?;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_id");
+
+    let (status, body) = p
+        .get_json("/api/mailboxes/bob/messages/01JDQ3M7V9G8W2Z1X5K4T6R0YA")
+        .await?;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "message_not_found");
+
+    let (status, body) = p.get_json("/api/nothing-here").await?;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let del = p
+        .http_client
+        .delete(p.url("/api/mailboxes/bob/messages/01JDQ3M7V9G8W2Z1X5K4T6R0YA"))
+        .send()
+        .await?;
+    assert_eq!(del.status(), 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_a_strict_policy() -> anyhow::Result<()> {
+    let p = Pipeline::start().await?;
+    for path in ["/", "/inbox/bob", "/inbox/bob/01JDQ3M7V9G8W2Z1X5K4T6R0YA"] {
+        let page = p.http_client.get(p.url(path)).send().await?;
+        assert_eq!(page.status(), 200, "{path}");
+        let csp = page.headers()["content-security-policy"]
+            .to_str()?
+            .to_owned();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert_eq!(page.headers()["x-frame-options"], "DENY");
+        assert!(page.text().await?.contains("/assets/app.js"));
+    }
+    let js = p.http_client.get(p.url("/assets/app.js")).send().await?;
+    assert!(
+        js.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/javascript")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn mail_html_is_sanitised_and_served_under_its_own_policy() -> anyhow::Result<()> {
+    let p = Pipeline::start().await?;
+    let raw = b"From: a@example.org\r\nTo: h@maildrop.test\r\nSubject: html\r\nContent-Type: text/html\r\n\r\n\
+<p>Hi<script>alert(1)</script><img src=\"https://tracker.example/p.gif\" onerror=\"alert(2)\"></p>\r\n";
+    maildrop_testkit::smtp::send_raw(p.smtp, "a@example.org", &[&p.address("h")], raw).await?;
+    let list = p.wait_for_inbox("h", 1, Duration::from_secs(30)).await?;
+    let id = list[0]["id"].as_str().unwrap();
+    let (_, doc) = p
+        .get_json(&format!("/api/mailboxes/h/messages/{id}"))
+        .await?;
+    let html = doc["html"].as_str().unwrap();
+    assert!(html.contains("<p>Hi"));
+    assert!(
+        !html.contains("script") && !html.contains("onerror"),
+        "{html}"
+    );
+
+    let frame = p
+        .http_client
+        .get(p.url(&format!("/api/mailboxes/h/messages/{id}/html")))
+        .send()
+        .await?;
+    let csp = frame.headers()["content-security-policy"]
+        .to_str()?
+        .to_owned();
+    assert!(
+        csp.starts_with("default-src 'none'") && csp.contains("sandbox"),
+        "{csp}"
+    );
+    assert!(!frame.text().await?.contains("<script"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn emptying_a_mailbox_pushes_cleared() -> anyhow::Result<()> {
+    let p = Pipeline::start().await?;
+    p.send("full", "one").await?;
+    p.send("full", "two").await?;
+    p.wait_for_inbox("full", 2, Duration::from_secs(30)).await?;
+    let mut socket = maildrop_testkit::ws::connect(&p.ws_url("/api/mailboxes/full/ws")).await?;
+    let del = p
+        .http_client
+        .delete(p.url("/api/mailboxes/full"))
+        .send()
+        .await?;
+    assert_eq!(del.status(), 204);
+    let event = maildrop_testkit::ws::next_event(&mut socket, Duration::from_secs(10)).await?;
+    assert_eq!(event["type"], "cleared");
+    assert!(p.inbox("full").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_full_mailbox_keeps_the_newest_and_announces_evictions() -> anyhow::Result<()> {
+    let p = Pipeline::start().await?;
+    let mut socket = maildrop_testkit::ws::connect(&p.ws_url("/api/mailboxes/small/ws")).await?;
+    for i in 0..11 {
+        p.send("small", &format!("m{i}")).await?;
+    }
+    let list = p
+        .wait_for_inbox("small", 10, Duration::from_secs(30))
+        .await?;
+    let mut deleted = 0;
+    let mut stored = 0;
+    while stored < 11 || deleted < 1 {
+        let e = maildrop_testkit::ws::next_event(&mut socket, Duration::from_secs(10)).await?;
+        match e["type"].as_str() {
+            Some("stored") => stored += 1,
+            Some("deleted") => deleted += 1,
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    let list = if list.len() == 10 && list.iter().all(|m| m["subject"] != "m0") {
+        list
+    } else {
+        p.inbox("small").await?
+    };
+    assert_eq!(list.len(), 10);
+    assert!(
+        list.iter().all(|m| m["subject"] != "m0"),
+        "the oldest went first"
+    );
+    Ok(())
+}
