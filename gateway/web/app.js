@@ -3,7 +3,7 @@
 // Security rules this file keeps (the page runs under a strict CSP and mail content is hostile):
 // - every piece of server data reaches the DOM through textContent or attribute setters, never
 //   innerHTML;
-// - a message's HTML body only ever goes into a sandboxed <iframe> through `srcdoc`;
+// - a message's HTML body only ever goes into a sandboxed <iframe>, loaded from its own route;
 // - no inline styles: the look is switched with classes, data-attributes and `hidden`.
 'use strict';
 
@@ -548,12 +548,10 @@ async function deleteCursor() {
 // ---------------------------------------------------------------------------------------------
 // Message
 
-// Belt and braces for the HTML body: even if the page's own CSP were missing, the mail may not
-// load anything (no tracking pixels, no remote CSS or fonts). Placed before the mail's markup, so
-// the mail cannot remove it. The sandbox attribute already forbids scripts.
-const FRAME_PREFIX = '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; ' +
-  'img-src data:; style-src \'unsafe-inline\'"><meta name="referrer" content="no-referrer">';
-
+// The HTML body is never put into this page: the frame loads it from its own route
+// (`…/messages/{id}/html`), which the gateway serves sanitised and under its own policy (no script,
+// nothing remote). The frame's sandbox gives it an opaque origin and no scripts; links may open a
+// new tab, which escapes the sandbox so the linked site works normally.
 function renderMessage(name, id, gen) {
   const b = openBox(name); // keeps the socket, so a live `deleted` can close this view
   openId = id;
@@ -564,7 +562,7 @@ function renderMessage(name, id, gen) {
   $('#m-subject').textContent = 'Loading…';
   for (const f of ['#m-from', '#m-to', '#m-date', '#m-score']) $(f).textContent = '';
   $('#m-score').hidden = $('#m-score-dt').hidden = true;
-  $('#m-html').srcdoc = '';
+  $('#m-html').removeAttribute('src');
   $('#m-text').textContent = '';
   $('#panel-meta').replaceChildren();
   for (const p of document.querySelectorAll('.tabs, .panel, #message .actions')) p.hidden = true;
@@ -602,7 +600,7 @@ function fillMessage(msg) {
   $('#message .actions').hidden = false;
 
   $('#tab-html').hidden = msg.html == null;
-  if (msg.html != null) $('#m-html').srcdoc = FRAME_PREFIX + msg.html;
+  if (msg.html != null) $('#m-html').src = `${msgPath(msg.mailbox, msg.id)}/html`;
   $('#m-text').textContent = msg.text ?? '(This message has no plain-text version.)';
   $('#panel-meta').replaceChildren(...metaSections(msg));
   $('.tabs').hidden = false;

@@ -1,0 +1,37 @@
+# Maildrop: `make run` to start everything, `make test` for the test suite.
+CARGO ?= cargo
+
+.PHONY: run test deps build lint bench fmt clean help
+
+help:
+	@echo "make run    install nats-server/redis-server if missing, build, start all five stages"
+	@echo "make test   install what the tests need if missing, then run every test"
+	@echo "make lint   rustfmt and clippy, as CI runs them"
+	@echo "make bench  benchmarks (ingest throughput, end to end)"
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(CARGO) build --release --bins
+
+run: deps build
+	@scripts/run.sh
+
+test: deps
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf .run
