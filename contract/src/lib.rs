@@ -8,6 +8,7 @@
 //! If a type never goes over the wire, it does not belong here: the Redis layout lives in
 //! `maildrop-store`, process plumbing in `maildrop-runtime`.
 
+pub mod alias;
 pub mod consumer;
 pub mod envelope;
 pub mod event;
