@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use maildrop_runtime::args::{DomainArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs};
+use maildrop_runtime::args::{DomainArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs, parse_duration};
 
 /// maildrop-gateway: the HTTP API, live push and the web page.
 #[derive(Debug, Clone, Parser)]
@@ -23,6 +23,12 @@ pub struct Config {
     /// Events buffered per watched mailbox; a watcher further behind is told to resync.
     #[arg(long, env = "MAILDROP_WS_BUFFER", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub ws_buffer: u32,
+    /// Secret key from which mailbox aliases are derived. Changing it changes every alias.
+    #[arg(long, env = "MAILDROP_ALIAS_KEY", default_value = "maildrop-development-alias-key", hide_default_value = true)]
+    pub alias_key: String,
+    /// How long an alias keeps working after it was last shown.
+    #[arg(long, env = "MAILDROP_ALIAS_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub alias_ttl: std::time::Duration,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -21,7 +21,7 @@ pub use routes::app;
 pub use state::AppState;
 
 use maildrop_runtime::{connect, streams};
-use maildrop_store::{MailStore, StatsStore};
+use maildrop_store::{AliasStore, MailStore, StatsStore};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,10 @@ pub async fn run(
     let redis = connect::redis(&config.redis.url, &cancel).await?;
     let state = AppState {
         mail: MailStore::new(redis.clone(), Default::default()),
-        stats: StatsStore::new(redis),
+        stats: StatsStore::new(redis.clone()),
+        aliases: AliasStore::new(redis),
+        alias_key: config.alias_key.as_bytes().into(),
+        alias_ttl: config.alias_ttl,
         js,
         hub: Arc::new(hub::Hub::new(client, config.ws_buffer)),
         domains: Arc::new(config.domains.domains.clone()),

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use maildrop_store::{MailStore, StatsStore};
+use maildrop_contract::Mailbox;
+use maildrop_store::{AliasStore, MailStore, StatsStore, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
@@ -14,6 +15,19 @@ pub struct AppState {
     pub js: async_nats::jetstream::Context,
     pub hub: Arc<Hub>,
     pub domains: Arc<Vec<String>>,
+    pub aliases: AliasStore,
+    /// The alias key (`MAILDROP_ALIAS_KEY`); never logged.
+    pub alias_key: Arc<[u8]>,
+    pub alias_ttl: std::time::Duration,
     /// Cancelled on shutdown: WebSockets close instead of holding the server open.
     pub cancel: CancellationToken,
+}
+
+impl AppState {
+    /// The alias of `mailbox`, recorded so that mail to it is delivered.
+    pub async fn reveal_alias(&self, mailbox: &Mailbox) -> Result<Mailbox, StoreError> {
+        let alias = maildrop_contract::alias::alias_of(&self.alias_key, mailbox);
+        self.aliases.remember(&alias, mailbox, self.alias_ttl).await?;
+        Ok(alias)
+    }
 }

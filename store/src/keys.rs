@@ -9,8 +9,11 @@
 //! | `md:{<box>}:seen` | sorted set | ids ever stored in the box (the newest 1,000): a redelivered or deleted message is not stored again |
 //! | `md:stats` | hash | counters (see [`crate::stats`]) |
 //! | `md:stats:applied` | hash | stream name → last stream sequence counted |
+//! | `md:alias:<alias>` | string | the mailbox an alias delivers to; expires unless revealed again |
 //!
 //! All five keys of a mailbox expire together, `retention` after its newest message.
+
+use std::net::IpAddr;
 
 use maildrop_contract::Mailbox;
 
@@ -44,8 +47,24 @@ impl MailboxKeys {
     }
 }
 
+/// `md:alias:<alias>`.
+pub fn alias(alias: &Mailbox) -> String {
+    format!("{PREFIX}alias:{}", alias.as_str())
+}
+
 pub const STATS: &str = "md:stats";
 pub const STATS_APPLIED: &str = "md:stats:applied";
+
+/// The block entry of a client IP, in canonical form (an IPv4-mapped IPv6 address is its IPv4).
+pub fn blocked_ip(ip: IpAddr) -> String {
+    format!("{PREFIX}blocked:ip:{}", ip.to_canonical())
+}
+
+/// The greylist entry of a (network, HELO) pair. The network always ends in `/<prefix>` and has no
+/// other `/`, so the pair is unambiguous even though both parts may hold `:`.
+pub fn greylist(network: &str, helo: &str) -> String {
+    format!("{PREFIX}grey:{network}:{helo}")
+}
 
 #[cfg(test)]
 mod tests {
@@ -57,5 +76,21 @@ mod tests {
         for k in keys.all() {
             assert!(k.starts_with("md:{bob.x}:"), "{k}");
         }
+    }
+
+    #[test]
+    fn blocked_ips_are_keyed_in_canonical_form() {
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(blocked_ip(mapped), "md:blocked:ip:192.0.2.1");
+        let v6: IpAddr = "2001:DB8::1".parse().unwrap();
+        assert_eq!(blocked_ip(v6), "md:blocked:ip:2001:db8::1");
+    }
+
+    #[test]
+    fn greylist_keys_name_network_and_helo() {
+        assert_eq!(
+            greylist("192.0.2.0/24", "mx.example.org"),
+            "md:grey:192.0.2.0/24:mx.example.org"
+        );
     }
 }

@@ -10,14 +10,21 @@
 //!   scripts, atomic and idempotent on the message id.
 //! - [`message`]: [`StoredMessage`], what is kept of a message (the API's message document).
 //! - [`stats`]: the counters the reporter keeps and `/api/stats` shows.
+//! - [`policy`]: [`PolicyStore`], the blocked client IPs (written by the filter and operators) and the
+//!   greylist, both read by the ingest while an SMTP client waits.
+//! - [`alias`]: the `alias → mailbox` table.
 
+pub mod alias;
 pub mod keys;
 pub mod mailbox;
 pub mod message;
+pub mod policy;
 pub mod stats;
 
+pub use alias::AliasStore;
 pub use mailbox::{Limits, MailStore, StoreOutcome};
 pub use message::{Attachment, Headers, StoredEnvelope, StoredMessage, StoredVerdict};
+pub use policy::{Greylist, GreylistKey, PolicyStore};
 pub use stats::{Stats, StatsStore};
 
 /// A Redis operation failed.

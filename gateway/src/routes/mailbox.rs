@@ -13,6 +13,8 @@ use crate::state::AppState;
 #[derive(Serialize)]
 pub struct Listing {
     pub mailbox: Mailbox,
+    /// The mailbox's second address (mail to it lands here); see `maildrop_contract::alias`.
+    pub alias: Mailbox,
     /// Newest first.
     pub messages: Vec<MessageSummary>,
 }
@@ -24,7 +26,8 @@ pub async fn list(
 ) -> Result<Json<Listing>, ApiError> {
     let mailbox = Mailbox::parse(&name)?;
     let messages = state.mail.list(&mailbox).await?;
-    Ok(Json(Listing { mailbox, messages }))
+    let alias = state.reveal_alias(&mailbox).await?;
+    Ok(Json(Listing { mailbox, alias, messages }))
 }
 
 /// `DELETE /api/mailboxes/{box}`: removes every message; 204 even if it was empty.
