@@ -70,7 +70,10 @@ mod tests {
         assert!(!is_alias(&mb("d-short")));
         assert!(!is_alias(&mb("bob")));
         assert!(!is_alias(&mb("d-abcdefghijklmnop1")));
-        assert!(!is_alias(&mb("d-abcdefghijklmno1")), "1 is not in the base32 alphabet");
+        assert!(
+            !is_alias(&mb("d-abcdefghijklmno1")),
+            "1 is not in the base32 alphabet"
+        );
         assert!(is_alias(&mb("d-abcdefghijklmnop")));
     }
 

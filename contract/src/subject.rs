@@ -7,6 +7,11 @@
 //! | `MAILBOX` | `maildrop.mailbox.<box>.stored` / `.deleted` / `.cleared` | [`crate::MailboxEvent`] JSON |
 //! | `DEADLETTER` | `maildrop.deadletter.<stage>` | a message a stage gave up on, reason in headers |
 //!
+//! The `MAILBOX` stream republishes every event it stores on `maildrop.live.mailbox.<box>.<kind>`
+//! with its stream sequence in the `Nats-Sequence` header. Live watchers (the gateway) subscribe
+//! there: they see an event only once it is durable, exactly once however often it was published,
+//! and with the sequence a reconnecting client resumes from.
+//!
 //! Subjects that depend on a mailbox are built only by the functions here, from a validated
 //! [`Mailbox`], so no caller can build a subject with a stray `.` or wildcard in it.
 
@@ -22,6 +27,12 @@ pub const VERDICT_REJECTED: &str = "maildrop.verdict.rejected";
 
 pub const MAILBOX_STREAM: &str = "MAILBOX";
 pub const MAILBOX_ALL: &str = "maildrop.mailbox.>";
+
+/// Where the `MAILBOX` stream republishes what it stores.
+pub const LIVE_MAILBOX_ALL: &str = "maildrop.live.mailbox.>";
+
+/// The header carrying a republished event's stream sequence (set by JetStream).
+pub const SEQUENCE_HEADER: &str = "Nats-Sequence";
 
 pub const DEADLETTER_STREAM: &str = "DEADLETTER";
 pub const DEADLETTER_ALL: &str = "maildrop.deadletter.>";
@@ -67,6 +78,11 @@ pub fn mailbox_events(mailbox: &Mailbox) -> String {
     format!("maildrop.mailbox.{}.>", mailbox.subject_token())
 }
 
+/// `maildrop.live.mailbox.<box>.>`: the durable events of one mailbox, with their sequence.
+pub fn live_mailbox_events(mailbox: &Mailbox) -> String {
+    format!("maildrop.live.mailbox.{}.>", mailbox.subject_token())
+}
+
 /// The mailbox a `maildrop.mailbox.<box>.<kind>` subject is about.
 pub fn mailbox_of(subject: &str) -> Option<Mailbox> {
     let rest = subject.strip_prefix("maildrop.mailbox.")?;
@@ -91,6 +107,7 @@ mod tests {
             "maildrop.mailbox.a%2Eb.stored"
         );
         assert_eq!(mailbox_events(&mb), "maildrop.mailbox.a%2Eb.>");
+        assert_eq!(live_mailbox_events(&mb), "maildrop.live.mailbox.a%2Eb.>");
         assert_eq!(
             mailbox_of(&mailbox_event(&mb, MailboxEventKind::Deleted)),
             Some(mb)

@@ -143,3 +143,83 @@ async fn a_full_mailbox_keeps_the_newest_and_announces_evictions() -> anyhow::Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_rate_limit_answers_429_then_recovers() -> anyhow::Result<()> {
+    let flags = std::collections::HashMap::from([(
+        common::Stage::Gateway,
+        vec!["--rate-limit".to_owned(), "3/2s".to_owned()],
+    )]);
+    let p = Pipeline::start_with(flags, &[common::Stage::Gateway]).await?;
+    for _ in 0..3 {
+        let (status, _) = p.get_json("/api/mailboxes/limited").await?;
+        assert_eq!(status, 200);
+    }
+    let resp = p
+        .http_client
+        .get(p.url("/api/mailboxes/limited"))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"].to_str()?.parse()?;
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    let body: serde_json::Value = resp.json().await?;
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Health checks and the page are not limited.
+    assert_eq!(
+        p.http_client.get(p.url("/healthz")).send().await?.status(),
+        200
+    );
+    // After Retry-After, the client is served again.
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let (status, _) = p.get_json("/api/mailboxes/limited").await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered() -> anyhow::Result<()> {
+    let p =
+        Pipeline::start_with(std::collections::HashMap::new(), &[common::Stage::Gateway]).await?;
+    let resp = p
+        .http_client
+        .request(reqwest::Method::OPTIONS, p.url("/api/mailboxes/bob"))
+        .header("Origin", "https://example.org")
+        .header("Access-Control-Request-Method", "DELETE")
+        .send()
+        .await?;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    let methods = resp.headers()["access-control-allow-methods"]
+        .to_str()?
+        .to_owned();
+    assert!(methods.contains("DELETE"), "{methods}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn live_feeds_are_capped_per_client() -> anyhow::Result<()> {
+    let flags = std::collections::HashMap::from([(
+        common::Stage::Gateway,
+        vec!["--max-watchers-per-ip".to_owned(), "2".to_owned()],
+    )]);
+    let p = Pipeline::start_with(flags, &[common::Stage::Gateway]).await?;
+    let _a = maildrop_testkit::ws::connect(&p.ws_url("/api/mailboxes/a/ws")).await?;
+    let _b = maildrop_testkit::ws::connect(&p.ws_url("/api/mailboxes/b/ws")).await?;
+    let (status, body) = p.get_json("/api/mailboxes/c/wait?timeout=1s").await?;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "too_many_watchers");
+    drop(_a);
+    // The slot comes back once the server notices the close.
+    maildrop_testkit::wait_until(Duration::from_secs(10), "a freed slot", || async {
+        let resp = p
+            .http_client
+            .get(p.url("/api/mailboxes/c/wait?timeout=1ms"))
+            .send()
+            .await
+            .ok()?;
+        (resp.status() == 204).then_some(())
+    })
+    .await?;
+    Ok(())
+}

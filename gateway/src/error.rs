@@ -16,10 +16,19 @@ pub enum ApiError {
     InvalidMailbox(#[from] InvalidMailbox),
     #[error("invalid message id: {0}")]
     InvalidId(#[from] InvalidMessageId),
+    #[error("invalid parameter {name}: expected {expected}")]
+    InvalidParameter {
+        name: &'static str,
+        expected: &'static str,
+    },
     #[error("no such message")]
     MessageNotFound,
     #[error("no such route")]
     RouteNotFound,
+    #[error("too many requests; try again in {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: std::time::Duration },
+    #[error("too many live feeds open from {scope}")]
+    TooManyWatchers { scope: &'static str },
     #[error("storage is unavailable, try again shortly")]
     StoreUnavailable(#[source] StoreError),
     #[error("the message bus is unavailable, try again shortly")]
@@ -29,8 +38,13 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidMailbox(_) | Self::InvalidId(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidMailbox(_) | Self::InvalidId(_) | Self::InvalidParameter { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::MessageNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::RateLimited { .. } | Self::TooManyWatchers { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::StoreUnavailable(_) | Self::BusUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -39,8 +53,11 @@ impl ApiError {
         match self {
             Self::InvalidMailbox(_) => "invalid_mailbox",
             Self::InvalidId(_) => "invalid_id",
+            Self::InvalidParameter { .. } => "invalid_parameter",
             Self::MessageNotFound => "message_not_found",
             Self::RouteNotFound => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::TooManyWatchers { .. } => "too_many_watchers",
             Self::StoreUnavailable(_) => "store_unavailable",
             Self::BusUnavailable(_) => "bus_unavailable",
         }
@@ -68,6 +85,16 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "error": { "code": self.code(), "message": self.to_string() }
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RateLimited { retry_after } = &self {
+            // Whole seconds, rounded up: a client that waits this long finds a token.
+            let secs = retry_after.as_millis().div_ceil(1000).max(1);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        response
     }
 }

@@ -7,11 +7,15 @@
 //! - [`error`]: [`ApiError`](error::ApiError), JSON errors with a stable code, so handlers use `?`.
 //! - [`web`]: the page's files, embedded in the binary, and the security headers.
 
+pub mod compat;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod hub;
+pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod stats_feed;
 pub mod web;
 
 use std::sync::Arc;
@@ -34,6 +38,8 @@ pub enum Error {
     Connect(#[from] connect::ConnectError),
     #[error(transparent)]
     Streams(#[from] streams::StreamError),
+    #[error("cannot open the MAILBOX stream")]
+    MailboxStream(#[source] async_nats::jetstream::context::GetStreamError),
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -47,15 +53,35 @@ pub async fn run(
     let client = connect::nats(&config.nats.url, "maildrop-gateway", &cancel).await?;
     let js = async_nats::jetstream::new(client.clone());
     streams::ensure_all(&js, &config.streams).await?;
+    let mailbox_stream = js
+        .get_stream(maildrop_contract::subject::MAILBOX_STREAM)
+        .await
+        .map_err(Error::MailboxStream)?;
     let redis = connect::redis(&config.redis.url, &cancel).await?;
     let state = AppState {
         mail: MailStore::new(redis.clone(), Default::default()),
         stats: StatsStore::new(redis.clone()),
+        live_stats: stats_feed::spawn(StatsStore::new(redis.clone()), cancel.clone()),
+        rate_limiter: config
+            .rate_limit
+            .0
+            .map(|rate| maildrop_store::ratelimit::RateLimiter::new(redis.clone(), rate)),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        cors_origins: Arc::from(config.cors_origins.as_str()),
+        watchers: Arc::new(guard::WatcherSlots::new(
+            config.max_watchers_per_ip,
+            config.max_watchers,
+        )),
         aliases: AliasStore::new(redis),
         alias_key: config.alias_key.as_bytes().into(),
         alias_ttl: config.alias_ttl,
         js,
-        hub: Arc::new(hub::Hub::new(client, config.ws_buffer)),
+        hub: Arc::new(hub::Hub::new(
+            client,
+            mailbox_stream,
+            config.ws_buffer,
+            config.max_replay,
+        )),
         domains: Arc::new(config.domains.domains.clone()),
         cancel: cancel.clone(),
     };

@@ -230,24 +230,28 @@ const live = {
   attempt: 0,
   timer: 0,
   openedAt: 0,
+  // Stream sequence of the last event seen: a reconnect asks for everything after it.
+  lastSeq: 0,
 
   connect(name) {
     this.name = name;
     this.attempt = 0;
+    this.lastSeq = 0;
     setBadge('connecting');
     this.open();
   },
 
   open() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${proto}//${location.host}${boxPath(this.name)}/ws`);
+    const resume = this.lastSeq > 0 ? `?after=${this.lastSeq}` : '';
+    const ws = new WebSocket(`${proto}//${location.host}${boxPath(this.name)}/ws${resume}`);
     this.ws = ws;
     ws.onopen = () => {
       this.openedAt = Date.now();
       setBadge('live');
-      // The socket only carries what happens from now on: re-fetch to catch anything we missed
-      // while connecting or disconnected.
-      refreshList();
+      // A resumed socket replays exactly what was missed. A first connection only carries what
+      // happens from now on: fetch the list to start from a snapshot.
+      if (!resume) refreshList();
     };
     ws.onmessage = (e) => onLiveEvent(e.data);
     ws.onclose = () => {
@@ -296,6 +300,12 @@ function onLiveEvent(data) {
   }
   // Only version 1 events for this mailbox are understood; anything else is ignored.
   if (!box || ev?.v !== 1 || ev.mailbox !== box.name) return;
+  if (Number.isInteger(ev.seq) && ev.seq > live.lastSeq) live.lastSeq = ev.seq;
+  // Too far behind (or too long away) to replay: start again from a snapshot.
+  if (ev.type === 'resync') {
+    refreshList();
+    return;
+  }
   if (box.replay) box.replay.push(ev);
   applyEvent(box, ev);
   boxChanged();
@@ -312,7 +322,8 @@ function onLiveEvent(data) {
 let view = null; // 'home' | 'inbox' | 'message'
 let openId = null;
 let routeGen = 0; // bumps on every route, so late responses for a page we left are dropped
-let statsTimer = 0;
+// The home page's live counters: an EventSource on /api/stats/events while home is shown.
+let statsFeed = null;
 
 function navigate(path, replace = false) {
   if (replace) history.replaceState(null, '', path);
@@ -322,7 +333,8 @@ function navigate(path, replace = false) {
 
 function route(moveFocus = false) {
   const gen = ++routeGen;
-  clearInterval(statsTimer);
+  if (statsFeed) statsFeed.close();
+  statsFeed = null;
   clearAlert();
   const parts = location.pathname.split('/').filter(Boolean).map((p) => {
     try {
@@ -386,8 +398,16 @@ function renderHome(gen) {
   showView('home');
   document.title = 'Maildrop — disposable inboxes';
   updateHomeAddr();
-  loadStats(gen);
-  statsTimer = setInterval(() => loadStats(gen), 10000);
+  // Pushed by the gateway on every change; EventSource reconnects by itself.
+  statsFeed = new EventSource('/api/stats/events');
+  statsFeed.addEventListener('stats', (e) => {
+    if (gen !== routeGen) return;
+    try {
+      showStats(JSON.parse(e.data));
+    } catch {
+      // Counters are decoration: a bad event is not worth an alert.
+    }
+  });
 }
 
 function updateHomeAddr() {
@@ -395,16 +415,9 @@ function updateHomeAddr() {
   $('#home-addr').textContent = address(name || 'name');
 }
 
-async function loadStats(gen) {
-  if (document.hidden) return; // nobody is looking; don't poll a background tab
-  try {
-    const s = await api('/api/stats');
-    if (gen !== routeGen) return;
-    const n = (x) => Number(x || 0).toLocaleString();
-    $('#stats').textContent = `${n(s.stored)} messages saved · ${n(s.rejected)} blocked`;
-  } catch {
-    // Counters are decoration: a failure here is not worth an alert.
-  }
+function showStats(s) {
+  const n = (x) => Number(x || 0).toLocaleString();
+  $('#stats').textContent = `${n(s.stored)} messages saved · ${n(s.rejected)} blocked`;
 }
 
 // ---------------------------------------------------------------------------------------------

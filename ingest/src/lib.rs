@@ -1,15 +1,29 @@
 //! The ingest stage: the SMTP server that faces the internet.
 //!
 //! - [`smtp`]: the protocol as a state machine without I/O (every rule unit-tested, fuzzable);
-//! - [`server`]: the listener and the per-connection loop that only moves bytes;
+//! - [`server`]: the listener and the per-connection loop that only moves bytes, and applies the
+//!   connection policy in order (global cap, PROXY header, per-client limits, blocked IPs, then the
+//!   session with its tarpits, greylisting and STARTTLS);
 //! - [`publish`]: handing a finished message to JetStream; `250` only after its acknowledgement.
+//!
+//! The policy is in pure modules the server calls, each unit-tested with its inputs (and the time)
+//! passed in: [`proxy`] (the PROXY protocol parser), [`limits`] (per-client concurrency and rate),
+//! [`tarpit`] (how long to hold a reply); trusted and exempt networks are
+//! `maildrop_runtime::cidr` lists, shared with the gateway. The one
+//! part that needs Redis, [`policy`] (blocked IPs and greylisting, stored by
+//! `maildrop_store::policy`), fails open. [`tls`] loads the `STARTTLS` certificate.
 
 pub mod config;
+pub mod limits;
+pub mod policy;
+pub mod proxy;
 pub mod publish;
 pub mod server;
 pub mod smtp;
+pub mod tarpit;
+pub mod tls;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use config::Config;
 
@@ -26,6 +40,12 @@ const HEADER_ROOM: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    RedisUrl(#[from] policy::RedisUrlError),
+    #[error(transparent)]
     Connect(#[from] connect::ConnectError),
     #[error(transparent)]
     Streams(#[from] streams::StreamError),
@@ -37,6 +57,21 @@ pub async fn run(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    // Everything that can be wrong with the configuration fails here, before any waiting.
+    config.validate()?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    // The background Redis connection ends with this function, whichever way it returns.
+    let policy_cancel = cancel.child_token();
+    let _stop_policy = policy_cancel.clone().drop_guard();
+    let policy = policy::Policy::connect(
+        &config.redis.url,
+        config.policy_timeout,
+        config.greylist_settings(),
+        &policy_cancel,
+    )?;
     let client = connect::nats(&config.nats.url, "maildrop-ingest", &cancel).await?;
     let mut js = async_nats::jetstream::new(client.clone());
     js.set_timeout(config.publish_timeout);
@@ -58,9 +93,26 @@ pub async fn run(
         idle_timeout: config.idle_timeout,
         session_timeout: config.session_timeout,
         publish_timeout: config.publish_timeout,
+        tls,
+        proxy_trusted: config.proxy_protocol.then(|| config.proxy_trusted.clone()),
+        exempt: config.exempt_networks.clone(),
+        limits: Mutex::new(limits::IpLimits::new(
+            config.max_connections_per_ip,
+            config.connection_rate_per_ip,
+        )),
+        policy,
+        tarpit: config.tarpit(),
     });
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, max_message_size = max_size, domains = ?config.domains.domains, "SMTP listening.");
+        tracing::info!(
+            %addr,
+            max_message_size = max_size,
+            domains = ?config.domains.domains,
+            starttls = shared.tls.is_some(),
+            proxy_trusted = ?shared.proxy_trusted.as_ref().map(ToString::to_string),
+            greylist = config.greylist,
+            "SMTP listening."
+        );
     }
     server::serve(
         listener,

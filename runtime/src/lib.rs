@@ -1,6 +1,7 @@
 //! Process plumbing that every Maildrop stage shares, and nothing else.
 //!
 //! - [`args`]: the flags and `MAILDROP_*` variables common to all stages (NATS, Redis, streams, logs);
+//! - [`cidr`]: IP networks and lists of them, for flags that name trusted clients;
 //! - [`telemetry`]: one `tracing` set-up, text or JSON;
 //! - [`shutdown`]: one [`CancellationToken`](tokio_util::sync::CancellationToken) cancelled on
 //!   SIGINT or SIGTERM;
@@ -12,6 +13,7 @@
 //! Domain logic does not belong here: a stage's crate owns what it does with a message.
 
 pub mod args;
+pub mod cidr;
 pub mod connect;
 pub mod consume;
 pub mod shutdown;

@@ -44,6 +44,12 @@ pub fn configs(args: &StreamArgs) -> Vec<stream::Config> {
         },
         stream::Config {
             description: Some("Mailbox events: stored, deleted, cleared.".into()),
+            // Live watchers subscribe to the republished copy: durable, deduplicated, sequenced.
+            republish: Some(stream::Republish {
+                source: subject::MAILBOX_ALL.to_owned(),
+                destination: subject::LIVE_MAILBOX_ALL.to_owned(),
+                headers_only: false,
+            }),
             ..base(subject::MAILBOX_STREAM, &[subject::MAILBOX_ALL])
         },
         stream::Config {

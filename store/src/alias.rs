@@ -20,7 +20,12 @@ impl AliasStore {
     }
 
     /// Records that `alias` delivers to `mailbox`, for `ttl` from now (refreshed on every call).
-    pub async fn remember(&self, alias: &Mailbox, mailbox: &Mailbox, ttl: Duration) -> Result<(), StoreError> {
+    pub async fn remember(
+        &self,
+        alias: &Mailbox,
+        mailbox: &Mailbox,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let () = redis::cmd("SET")
             .arg(keys::alias(alias))

@@ -10,6 +10,7 @@
 //! | `md:stats` | hash | counters (see [`crate::stats`]) |
 //! | `md:stats:applied` | hash | stream name → last stream sequence counted |
 //! | `md:alias:<alias>` | string | the mailbox an alias delivers to; expires unless revealed again |
+//! | `md:rl:<ip>` | hash | the API rate-limit bucket of one client IP (`tokens`, `ts`); expires when full again |
 //!
 //! All five keys of a mailbox expire together, `retention` after its newest message.
 
@@ -50,6 +51,11 @@ impl MailboxKeys {
 /// `md:alias:<alias>`.
 pub fn alias(alias: &Mailbox) -> String {
     format!("{PREFIX}alias:{}", alias.as_str())
+}
+
+/// `md:rl:<ip>`.
+pub fn rate_limit(ip: std::net::IpAddr) -> String {
+    format!("{PREFIX}rl:{ip}")
 }
 
 pub const STATS: &str = "md:stats";

@@ -13,12 +13,14 @@
 //! - [`policy`]: [`PolicyStore`], the blocked client IPs (written by the filter and operators) and the
 //!   greylist, both read by the ingest while an SMTP client waits.
 //! - [`alias`]: the `alias → mailbox` table.
+//! - [`ratelimit`]: the API's per-IP token buckets, shared by every gateway.
 
 pub mod alias;
 pub mod keys;
 pub mod mailbox;
 pub mod message;
 pub mod policy;
+pub mod ratelimit;
 pub mod stats;
 
 pub use alias::AliasStore;

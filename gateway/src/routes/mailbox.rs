@@ -27,7 +27,11 @@ pub async fn list(
     let mailbox = Mailbox::parse(&name)?;
     let messages = state.mail.list(&mailbox).await?;
     let alias = state.reveal_alias(&mailbox).await?;
-    Ok(Json(Listing { mailbox, alias, messages }))
+    Ok(Json(Listing {
+        mailbox,
+        alias,
+        messages,
+    }))
 }
 
 /// `DELETE /api/mailboxes/{box}`: removes every message; 204 even if it was empty.

@@ -4,8 +4,8 @@
 //! |---|---|
 //! | `GET /api/mailboxes/{box}`, `DELETE /api/mailboxes/{box}` | [`mailbox`] |
 //! | `GET`/`DELETE /api/mailboxes/{box}/messages/{id}`, `…/raw`, `…/html` | [`message`] |
-//! | `GET /api/mailboxes/{box}/ws` | [`live`] |
-//! | `GET /api/stats`, `GET /api/config` | [`info`] |
+//! | `GET /api/mailboxes/{box}/ws`, `…/events` (SSE), `…/wait` | [`live`] |
+//! | `GET /api/stats`, `GET /api/stats/events` (SSE), `GET /api/config` | [`info`] |
 //! | `GET /healthz`, `GET /readyz` | [`health`] |
 //! | `/`, `/inbox/…`, `/assets/…` | [`crate::web`] |
 
@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::error::ApiError;
+use crate::guard;
 use crate::state::AppState;
 use crate::web;
 
@@ -41,11 +42,24 @@ pub fn app(state: AppState) -> Router {
             get(message::html),
         )
         .route("/mailboxes/{mailbox}/ws", get(live::websocket))
+        .route("/mailboxes/{mailbox}/events", get(live::sse))
+        .route("/mailboxes/{mailbox}/wait", get(live::wait))
         .route("/stats", get(info::stats))
+        .route("/stats/events", get(info::stats_events))
         .route("/config", get(info::config))
+        .route("/openapi.json", get(crate::openapi::document))
         .fallback(|| async { ApiError::RouteNotFound });
-    Router::new()
+    // Everything a script can call is rate-limited per client and open to other origins.
+    let public = Router::new()
         .nest("/api", api)
+        .merge(crate::compat::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::rate_limit,
+        ))
+        .layer(cors(&state.cors_origins));
+    Router::new()
+        .merge(public)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/", get(web::index))
@@ -56,6 +70,30 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Browsers may call the API from other origins: it is public and uses no cookies.
+fn cors(origins: &str) -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.trim() == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .split(',')
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// Headers every response carries; a response that set its own policy (the mail HTML) keeps it.

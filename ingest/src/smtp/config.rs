@@ -41,6 +41,10 @@ pub struct SessionConfig {
     /// Whether the caller can upgrade the connection to TLS; `STARTTLS` is advertised and accepted
     /// only when this is true and the connection is not already encrypted.
     pub starttls_available: bool,
+    /// Whether the caller decides if a client may send mail (greylisting): the first `RCPT` after
+    /// each greeting that would be accepted suspends the session with
+    /// [`super::Action::CheckClient`] until [`super::Session::client_checked`].
+    pub check_client: bool,
 }
 
 impl Default for SessionConfig {
@@ -54,6 +58,7 @@ impl Default for SessionConfig {
             max_bad_commands: DEFAULT_MAX_BAD_COMMANDS,
             max_commands: DEFAULT_MAX_COMMANDS,
             starttls_available: false,
+            check_client: false,
         }
     }
 }

@@ -40,4 +40,6 @@ pub(super) fn helo(s: &mut Session, args: &str) -> Reply {
 fn greeted(s: &mut Session, name: &str) {
     s.helo = Some(name.to_owned());
     s.tx = None;
+    // A verdict on the client was about the name it gave; a new name is asked about afresh.
+    s.client_verdict = None;
 }

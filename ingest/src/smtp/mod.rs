@@ -13,6 +13,7 @@
 //!         Action::Reply(r) => write(r.to_bytes()), // may be batched until NeedMoreInput
 //!         Action::NeedMoreInput => read_more_into(&mut inbuf),
 //!         Action::Deliver(tx) => write(session.delivered(publish(tx).await)),
+//!         Action::CheckClient { .. } => write(session.client_checked(greylist().await)),
 //!         Action::StartTls => { flush(); upgrade(); inbuf.clear(); session.tls_started() }
 //!         Action::Close => break,
 //!     }
@@ -32,9 +33,19 @@
 //!   after `STARTTLS` were sent in plaintext and must never be read as commands of the encrypted
 //!   session (CVE-2011-0411). The session enforces this too: it clears the buffer when it accepts
 //!   `STARTTLS` and again when it returns `StartTls`, and it parses nothing until `tls_started`.
+//! - After [`Action::CheckClient`] the session likewise parses nothing until
+//!   [`Session::client_checked`] is called. It is returned only when
+//!   [`SessionConfig::check_client`] is set, at the first `RCPT` after each greeting that would
+//!   otherwise be accepted: the caller asks its policy (the ingest: greylisting in Redis) whether
+//!   this client, by address and `EHLO` name, may send mail now. The verdict holds until the next
+//!   greeting, so one connection asks at most once per `EHLO`, and relay attempts and invalid
+//!   recipients never cost a lookup. The policy stays outside: the session only knows that a
+//!   recipient may have to wait for an answer it cannot compute itself, as a delivery does.
 //! - [`Session::shutdown_reply`] and [`Session::timeout_reply`] are the `421`s to write before
 //!   closing on shutdown or idle timeout; [`Session::bad_commands`] lets the caller slow down
-//!   clients that keep failing (a tarpit) before it writes their replies.
+//!   clients that keep failing (a tarpit) before it writes their replies, and
+//!   [`Session::answered`] names the command an action answers, so the caller can pace the replies
+//!   to chosen verbs. Neither changes what the session decides.
 //!
 //! Decisions where the RFCs leave a choice:
 //! - **Command lines may end in a bare LF.** Like Postfix, we read up to the LF and drop a CR
@@ -50,7 +61,9 @@
 //!   domains is a mailbox, and there are no lists to expand).
 //! - **Errors are counted**: every permanent failure of a command line (5xx except `552` and `554`)
 //!   counts as a bad command; the one after `max_bad_commands` is answered `421 4.7.0` and the
-//!   connection closes. An HTTP request line closes the connection at once.
+//!   connection closes. An HTTP request line closes the connection at once, and so does a PROXY
+//!   protocol v1 line: a real one is consumed by the caller before the session starts, so one seen
+//!   here is forged.
 
 mod bdat;
 mod body;
@@ -77,18 +90,20 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
+use maildrop_contract::Mailbox;
 use tracing::{info, warn};
 
 pub use config::{
     DEFAULT_HOSTNAME, DEFAULT_MAX_BAD_COMMANDS, DEFAULT_MAX_COMMANDS, DEFAULT_MAX_LINE_LENGTH,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_RECIPIENTS, SessionConfig,
 };
+pub use parse::Verb;
+pub use rcpt::ClientVerdict;
 pub use reply::Reply;
 pub use transaction::{DeliveryOutcome, Transaction};
 
 use bdat::ChunkReader;
 use data::DataReader;
-use parse::Verb;
 use transaction::Draft;
 
 /// What the caller should do next.
@@ -102,6 +117,9 @@ pub enum Action {
     Deliver(Transaction),
     /// Upgrade the connection to TLS, clear the buffer, then call [`Session::tls_started`].
     StartTls,
+    /// Decide whether this client may send mail now (e.g. greylisting), then write the reply of
+    /// [`Session::client_checked`]. Only with [`SessionConfig::check_client`].
+    CheckClient { client_ip: IpAddr, helo: String },
     /// Close the connection (the last reply, if any, was already returned).
     Close,
 }
@@ -121,6 +139,8 @@ enum Input {
     AwaitingDelivery,
     /// Nothing until `tls_started()`.
     AwaitingTls,
+    /// Nothing until `client_checked()`; this recipient waits for the verdict.
+    AwaitingCheck { recipient: String, mailbox: Mailbox },
     /// Nothing ever again.
     Closed,
 }
@@ -141,6 +161,10 @@ pub struct Session {
     pending: Option<Action>,
     commands: u32,
     bad_commands: u32,
+    /// The caller's verdict on this client since its last greeting ([`Action::CheckClient`]).
+    client_verdict: Option<ClientVerdict>,
+    /// The verb of the command line the last action answers.
+    answered: Option<Verb>,
 }
 
 impl Session {
@@ -155,6 +179,8 @@ impl Session {
             pending: None,
             commands: 0,
             bad_commands: 0,
+            client_verdict: None,
+            answered: None,
         }
     }
 
@@ -189,6 +215,14 @@ impl Session {
         self.bad_commands
     }
 
+    /// The verb of the command line that the action last returned by `next_action` answers:
+    /// `Some(Verb::Rcpt)` for the reply to an `RCPT` (and for the `CheckClient` it asks for), `None`
+    /// for actions that answer no command line of their own (the end of a body or a chunk, a line
+    /// that did not parse, a `Close` after `QUIT`). For pacing replies; it decides nothing.
+    pub fn answered(&self) -> Option<Verb> {
+        self.answered
+    }
+
     /// The most the session leaves in the buffer when it asks for more input.
     pub fn max_buffer(&self) -> usize {
         self.config.max_line_length.max(1)
@@ -204,6 +238,7 @@ impl Session {
 
     /// Parses as much of `input` as it can and says what to do next, consuming the bytes it used.
     pub fn next_action(&mut self, input: &mut BytesMut) -> Action {
+        self.answered = None;
         if let Some(action) = self.pending.take() {
             if action == Action::StartTls {
                 discard_plaintext(self.peer, input);
@@ -215,12 +250,14 @@ impl Session {
                 Input::Command => self.read_command(input),
                 Input::LongLine => Some(self.skip_long_line(input)),
                 Input::Data { draft, mut reader } => Some(if reader.read(input) {
+                    self.answered = None;
                     self.end_of_data(draft, reader)
                 } else {
                     self.input = Input::Data { draft, reader };
                     Action::NeedMoreInput
                 }),
                 Input::Chunk(mut reader) => Some(if reader.read(input) {
+                    self.answered = None;
                     bdat::end_of_chunk(self, reader)
                 } else {
                     self.input = Input::Chunk(reader);
@@ -233,6 +270,10 @@ impl Session {
                 Input::AwaitingTls => {
                     input.clear();
                     warn!(client_ip = %self.peer, "next_action called before tls_started(); closing.");
+                    Some(Action::Close)
+                }
+                Input::AwaitingCheck { .. } => {
+                    warn!(client_ip = %self.peer, "next_action called before client_checked(); closing.");
                     Some(Action::Close)
                 }
                 Input::Closed => Some(Action::Close),
@@ -264,6 +305,12 @@ impl Session {
         }
     }
 
+    /// The reply to the recipient of the last [`Action::CheckClient`], given the caller's verdict on
+    /// the client; parsing resumes after it. The verdict holds until the client greets again.
+    pub fn client_checked(&mut self, verdict: ClientVerdict) -> Reply {
+        rcpt::client_checked(self, verdict)
+    }
+
     /// The connection is now encrypted: the session starts over, and the client must greet again.
     ///
     /// Also usable right after [`Session::new`] for a connection that is TLS from the start.
@@ -272,6 +319,7 @@ impl Session {
         self.helo = None;
         self.tx = None;
         self.pending = None;
+        self.client_verdict = None;
         if !matches!(self.input, Input::Closed) {
             self.input = Input::Command;
         }
@@ -344,12 +392,21 @@ impl Session {
             Ok(command) => command,
             Err(e) => return Some(self.answer(Reply::new(500, (5, 5, 2), e.to_string()))),
         };
+        self.answered = Some(command.verb);
         let args = command.args;
         let reply = match command.verb {
             Verb::Ehlo => ehlo::ehlo(self, args),
             Verb::Helo => ehlo::helo(self, args),
             Verb::Mail => mail::mail(self, args),
-            Verb::Rcpt => rcpt::rcpt(self, args),
+            Verb::Rcpt => {
+                return Some(match rcpt::rcpt(self, args) {
+                    Some(reply) => self.answer(reply),
+                    None => Action::CheckClient {
+                        client_ip: self.peer,
+                        helo: self.helo.clone().unwrap_or_default(),
+                    },
+                });
+            }
             Verb::Data => data::data(self, args),
             Verb::Bdat => return bdat::bdat(self, args).map(|reply| self.answer(reply)),
             Verb::Rset => rset::rset(self, args),
@@ -365,6 +422,17 @@ impl Session {
                     421,
                     (4, 7, 0),
                     format!("{} This is an SMTP server, closing", self.config.hostname),
+                )));
+            }
+            Verb::Proxy => {
+                info!(client_ip = %self.peer, "PROXY header from a client that may not send one; closing.");
+                return Some(self.close_with(Reply::new(
+                    421,
+                    (4, 7, 0),
+                    format!(
+                        "{} PROXY protocol not accepted from your address, closing",
+                        self.config.hostname
+                    ),
                 )));
             }
             Verb::Unknown => reply::unrecognized(),

@@ -10,8 +10,11 @@
 use thiserror::Error;
 
 /// The command verbs we know. Unknown verbs are not errors here: dispatch answers them.
+///
+/// Public so the caller can tell which command a reply answers ([`super::Session::answered`]), e.g.
+/// to pace replies to `MAIL`, `RCPT` and `DATA`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verb {
+pub enum Verb {
     Ehlo,
     Helo,
     Mail,
@@ -28,6 +31,11 @@ pub(super) enum Verb {
     /// An HTTP request line: somebody (often a browser tricked by a web page) is talking HTTP to
     /// the SMTP port. Like Postfix's `smtpd_forbidden_commands`, the session hangs up.
     Http,
+    /// A PROXY protocol v1 header where a command belongs: a client that is not a trusted proxy
+    /// (or a client behind one) trying to choose the address it is recorded under. The server
+    /// reads real headers before the session starts, so the session only ever sees forged ones,
+    /// and hangs up.
+    Proxy,
     Unknown,
 }
 
@@ -50,6 +58,7 @@ const VERBS: &[(&str, Verb)] = &[
     ("PUT", Verb::Http),
     ("HEAD", Verb::Http),
     ("CONNECT", Verb::Http),
+    ("PROXY", Verb::Proxy),
 ];
 
 impl Verb {

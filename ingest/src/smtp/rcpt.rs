@@ -1,4 +1,4 @@
-//! `RCPT TO:<forward-path>`: add a recipient, if it is a mailbox of ours.
+//! `RCPT TO:<forward-path>`: add a recipient, if it is a mailbox of ours and the client may send.
 //!
 //! [`resolve`] is the one function that decides what an address delivers to; an asynchronous alias
 //! lookup will replace it, so it takes the parsed address and returns a mailbox or a [`Refusal`],
@@ -6,6 +6,11 @@
 //! without `SMTPUTF8` (`553 5.6.7`), the recipient limit (`452`), then resolution: a domain that is
 //! not ours is `550 5.7.1` before anything is said about the local part, so a relay probe learns
 //! nothing about our naming rules.
+//!
+//! Last comes the client check, only with [`SessionConfig::check_client`]: a recipient that passed
+//! everything else waits for the caller's [`ClientVerdict`] (`Action::CheckClient`), asked once per
+//! greeting. A deferred client gets `451 4.7.1` for this and every later recipient until it greets
+//! again; a `4xx` is not a bad command, so a greylisted sender is not also tarpitted for it.
 
 use maildrop_contract::Mailbox;
 use maildrop_contract::mailbox::InvalidMailbox;
@@ -13,7 +18,7 @@ use thiserror::Error;
 
 use super::parse::{self, Address};
 use super::reply::{self, Reply};
-use super::{Session, SessionConfig};
+use super::{Input, Session, SessionConfig};
 
 /// RFC 5321 §4.5.3.1.1.
 const MAX_LOCAL_PART: usize = 64;
@@ -58,40 +63,107 @@ pub(super) fn resolve(config: &SessionConfig, address: &Address<'_>) -> Result<M
     Mailbox::from_local_part(address.local).map_err(Refusal::Invalid)
 }
 
-pub(super) fn rcpt(s: &mut Session, args: &str) -> Reply {
-    let Some(tx) = s.tx.as_mut() else {
-        return reply::bad_sequence("need MAIL command");
+/// The caller's answer to `Action::CheckClient`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientVerdict {
+    /// The client may send: recipients are accepted.
+    Accept,
+    /// Not now: recipients get `451 4.7.1` with this text (one line for the client).
+    Defer { reason: String },
+}
+
+/// `None` when the recipient waits for the caller's verdict on the client.
+pub(super) fn rcpt(s: &mut Session, args: &str) -> Option<Reply> {
+    let (recipient, mailbox) = match recipient(s, args) {
+        Ok(found) => found,
+        Err(reply) => return Some(reply),
+    };
+    if !s.config.check_client {
+        return Some(accept(s, recipient, mailbox));
+    }
+    match &s.client_verdict {
+        Some(ClientVerdict::Accept) => Some(accept(s, recipient, mailbox)),
+        Some(ClientVerdict::Defer { reason }) => Some(deferred(reason)),
+        None => {
+            s.input = Input::AwaitingCheck { recipient, mailbox };
+            None
+        }
+    }
+}
+
+/// The reply to the recipient that waited for `verdict`; the verdict holds until the next greeting.
+pub(super) fn client_checked(s: &mut Session, verdict: ClientVerdict) -> Reply {
+    let Input::AwaitingCheck { recipient, mailbox } =
+        std::mem::replace(&mut s.input, Input::Command)
+    else {
+        tracing::warn!(client_ip = %s.peer, "client_checked() called with no check pending.");
+        return reply::bad_sequence("no recipient waiting");
+    };
+    let reply = match &verdict {
+        ClientVerdict::Accept => accept(s, recipient, mailbox),
+        ClientVerdict::Defer { reason } => deferred(reason),
+    };
+    s.client_verdict = Some(verdict);
+    reply
+}
+
+fn accept(s: &mut Session, recipient: String, mailbox: Mailbox) -> Reply {
+    match s.tx.as_mut() {
+        Some(tx) => {
+            tx.add_recipient(recipient, mailbox);
+            reply::ok((2, 1, 5))
+        }
+        None => reply::bad_sequence("need MAIL command"),
+    }
+}
+
+fn deferred(reason: &str) -> Reply {
+    Reply::new(451, (4, 7, 1), reason)
+}
+
+/// Every check but the client's: the recipient as written and its mailbox, or the refusal.
+fn recipient(s: &Session, args: &str) -> Result<(String, Mailbox), Reply> {
+    let Some(tx) = s.tx.as_ref() else {
+        return Err(reply::bad_sequence("need MAIL command"));
     };
     if tx.chunks.is_some() {
-        return reply::bad_sequence("RCPT after BDAT");
+        return Err(reply::bad_sequence("RCPT after BDAT"));
     }
     let Some(path) = parse::after_keyword(args, "TO:") else {
-        return reply::syntax("RCPT TO:<address>");
+        return Err(reply::syntax("RCPT TO:<address>"));
     };
     let (address, rest) = match parse::forward_path(path) {
         Ok(parsed) => parsed,
         Err(e) => {
-            return Reply::new(501, (5, 1, 3), format!("Bad recipient address syntax: {e}"));
+            return Err(Reply::new(
+                501,
+                (5, 1, 3),
+                format!("Bad recipient address syntax: {e}"),
+            ));
         }
     };
     match parse::params(rest) {
-        Err(e) => return Reply::new(501, (5, 5, 4), e.to_string()),
+        Err(e) => return Err(Reply::new(501, (5, 5, 4), e.to_string())),
         Ok(params) if !params.is_empty() => {
-            return Reply::new(555, (5, 5, 4), "RCPT TO parameters are not supported");
+            return Err(Reply::new(
+                555,
+                (5, 5, 4),
+                "RCPT TO parameters are not supported",
+            ));
         }
         Ok(_) => {}
     }
     if address.non_ascii && !tx.smtputf8 {
-        return Reply::new(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8");
+        return Err(Reply::new(
+            553,
+            (5, 6, 7),
+            "Non-ASCII address requires SMTPUTF8",
+        ));
     }
     if tx.rcpt_to.len() >= s.config.max_recipients {
-        return Reply::new(452, (4, 5, 3), "Too many recipients");
+        return Err(Reply::new(452, (4, 5, 3), "Too many recipients"));
     }
-    match resolve(&s.config, &address) {
-        Ok(mailbox) => {
-            tx.add_recipient(address.as_written(), mailbox);
-            reply::ok((2, 1, 5))
-        }
-        Err(refusal) => refusal.reply(),
-    }
+    resolve(&s.config, &address)
+        .map(|mailbox| (address.as_written(), mailbox))
+        .map_err(Refusal::reply)
 }

@@ -37,11 +37,19 @@ fn with_tls() -> SessionConfig {
     }
 }
 
+fn with_check() -> SessionConfig {
+    SessionConfig {
+        check_client: true,
+        ..config()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
     Reply(Reply),
     Deliver(Transaction),
     StartTls,
+    CheckClient { client_ip: IpAddr, helo: String },
     Close,
 }
 
@@ -49,6 +57,8 @@ struct Client {
     session: Session,
     buf: BytesMut,
     outcome: DeliveryOutcome,
+    /// The answer to every `CheckClient`.
+    verdict: ClientVerdict,
 }
 
 impl Client {
@@ -63,6 +73,7 @@ impl Client {
             outcome: DeliveryOutcome::Accepted {
                 id: ID.parse().unwrap(),
             },
+            verdict: ClientVerdict::Accept,
         }
     }
 
@@ -95,6 +106,11 @@ impl Client {
                 Action::StartTls => {
                     events.push(Event::StartTls);
                     return events;
+                }
+                Action::CheckClient { client_ip, helo } => {
+                    events.push(Event::CheckClient { client_ip, helo });
+                    let reply = self.session.client_checked(self.verdict.clone());
+                    events.push(Event::Reply(reply));
                 }
                 Action::Close => {
                     events.push(Event::Close);
@@ -782,6 +798,32 @@ fn http_on_the_smtp_port_is_hung_up_on() {
 }
 
 #[test]
+fn a_proxy_header_inside_the_session_is_hung_up_on() {
+    let mut c = Client::new();
+    let events = c.send("PROXY TCP4 198.51.100.1 192.0.2.1 4000 25\r\nEHLO x\r\n");
+    assert_eq!(codes(&events), [421]);
+    assert_eq!(enhanced(&events), [Some((4, 7, 0))]);
+    assert_eq!(events.last(), Some(&Event::Close));
+
+    // Also after a greeting: a client behind a trusted proxy sending its own header.
+    let mut c = Client::greeted(config());
+    let events = c.send("PROXY TCP4 198.51.100.1 192.0.2.1 4000 25\r\n");
+    assert_eq!(codes(&events), [421]);
+}
+
+#[test]
+fn a_proxy_v2_header_inside_the_session_ends_in_quit() {
+    let mut c = Client::new();
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 198, 51, 100, 1, 192, 0, 2, 1, 0, 1, 0, 25,
+    ]);
+    let events = c.send(header);
+    assert_eq!(events.last(), Some(&Event::Close));
+    assert_eq!(codes(&events).last(), Some(&221));
+}
+
+#[test]
 fn closing_replies() {
     let session = Session::new(Arc::new(config()), PEER);
     assert_eq!(
@@ -960,4 +1002,173 @@ fn implicit_tls_is_a_session_that_starts_encrypted() {
     c.session.tls_started();
     let events = c.send(format!("EHLO x\r\n{ENVELOPE}x\r\n.\r\n"));
     assert!(deliveries(&events)[0].tls);
+}
+
+// --- What a reply answers ----------------------------------------------------------------------
+
+#[test]
+fn answered_names_the_command_of_each_reply() {
+    let mut c = Client::new();
+    let mut seen = Vec::new();
+    c.buf.extend_from_slice(
+        format!("EHLO x\r\nNOPE\r\n\x01\r\n{ENVELOPE}body\r\n.\r\nQUIT\r\n").as_bytes(),
+    );
+    loop {
+        let action = c.session.next_action(&mut c.buf);
+        seen.push(c.session.answered());
+        match action {
+            Action::Deliver(_) => {
+                c.session.delivered(c.outcome.clone());
+            }
+            Action::Close | Action::NeedMoreInput => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            Some(Verb::Ehlo),
+            Some(Verb::Unknown),
+            None, // a line that does not parse answers no command
+            Some(Verb::Mail),
+            Some(Verb::Rcpt),
+            Some(Verb::Data),
+            None, // the delivery answers the body
+            Some(Verb::Quit),
+            None, // the Close after QUIT's reply
+        ]
+    );
+}
+
+// --- Client checks (greylisting) ----------------------------------------------------------------
+
+fn checks(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::CheckClient { .. }))
+        .count()
+}
+
+fn greylisted() -> ClientVerdict {
+    ClientVerdict::Defer {
+        reason: "Greylisted, please try again in 300 seconds".into(),
+    }
+}
+
+#[test]
+fn without_check_client_nothing_is_asked() {
+    let mut c = Client::greeted(config());
+    let events = c.send(format!("{ENVELOPE}x\r\n.\r\n"));
+    assert_eq!(checks(&events), 0);
+    assert_eq!(deliveries(&events).len(), 1);
+}
+
+#[test]
+fn the_first_good_recipient_asks_once_per_greeting() {
+    let mut c = Client::with(with_check());
+    c.send("EHLO mx.example.org\r\n");
+    let events = c.send(
+        "MAIL FROM:<a@example.org>\r\nRCPT TO:<x@elsewhere.example>\r\n\
+         RCPT TO:<a@maildrop.localhost>\r\nRCPT TO:<b@maildrop.localhost>\r\nDATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(
+        events[2],
+        Event::CheckClient {
+            client_ip: PEER,
+            helo: "mx.example.org".into()
+        },
+        "a relay attempt costs no lookup; the first good recipient asks"
+    );
+    assert_eq!(checks(&events), 1);
+    assert_eq!(codes(&events), [250, 550, 250, 250, 354, 250]);
+    assert_eq!(deliveries(&events)[0].rcpt_to.len(), 2);
+
+    // Next transaction, same greeting: the verdict holds.
+    let events = c.send(format!("{ENVELOPE}x\r\n.\r\n"));
+    assert_eq!(checks(&events), 0);
+    // A new greeting asks again, about the new name.
+    let events = c.send(format!("EHLO other.example\r\n{ENVELOPE}x\r\n.\r\n"));
+    assert_eq!(checks(&events), 1);
+}
+
+#[test]
+fn a_deferred_client_gets_451_for_every_recipient_and_no_message() {
+    let mut c = Client::with(with_check());
+    c.verdict = greylisted();
+    c.send("EHLO mx.example.org\r\n");
+    let events = c.send(
+        "MAIL FROM:<a@example.org>\r\nRCPT TO:<a@maildrop.localhost>\r\n\
+         RCPT TO:<b@maildrop.localhost>\r\nDATA\r\n",
+    );
+    assert_eq!(checks(&events), 1);
+    assert_eq!(codes(&events), [250, 451, 451, 554]);
+    assert_eq!(
+        &last_reply(&events[..3]).to_bytes()[..],
+        b"451 4.7.1 Greylisted, please try again in 300 seconds\r\n"
+    );
+    assert_eq!(
+        c.session.bad_commands(),
+        0,
+        "a deferral is not the client's error"
+    );
+    assert!(deliveries(&events).is_empty());
+}
+
+#[test]
+fn pipelined_commands_wait_for_the_verdict() {
+    let mut c = Client::with(with_check());
+    c.send("EHLO x\r\n");
+    c.buf
+        .extend_from_slice(format!("{ENVELOPE}x\r\n.\r\n").as_bytes());
+    assert_eq!(
+        c.session.next_action(&mut c.buf),
+        Action::Reply(reply::ok((2, 1, 0)))
+    );
+    assert!(matches!(
+        c.session.next_action(&mut c.buf),
+        Action::CheckClient { .. }
+    ));
+    assert_eq!(c.session.answered(), Some(Verb::Rcpt));
+    let rest = c.buf.len();
+    assert_eq!(
+        c.session.client_checked(ClientVerdict::Accept),
+        reply::ok((2, 1, 5))
+    );
+    assert_eq!(c.buf.len(), rest, "nothing was parsed while waiting");
+    assert_eq!(codes(&c.run()), [354, 250]);
+}
+
+#[test]
+fn next_action_before_the_verdict_is_a_caller_bug_and_closes() {
+    let mut c = Client::with(with_check());
+    c.send("EHLO x\r\nMAIL FROM:<a@example.org>\r\n");
+    let mut buf = BytesMut::from("RCPT TO:<a@maildrop.localhost>\r\nNOOP\r\n");
+    assert!(matches!(
+        c.session.next_action(&mut buf),
+        Action::CheckClient { .. }
+    ));
+    assert_eq!(c.session.next_action(&mut buf), Action::Close);
+}
+
+#[test]
+fn a_verdict_nobody_asked_for_changes_nothing() {
+    let mut c = Client::greeted(with_check());
+    assert_eq!(c.session.client_checked(ClientVerdict::Accept).code, 503);
+    let events = c.send(format!("{ENVELOPE}x\r\n.\r\n"));
+    assert_eq!(checks(&events), 1);
+}
+
+#[test]
+fn starttls_forgets_the_verdict() {
+    let mut c = Client::with(SessionConfig {
+        starttls_available: true,
+        ..with_check()
+    });
+    c.verdict = greylisted();
+    c.send(format!("EHLO x\r\n{MAIL_RCPT}RSET\r\nSTARTTLS\r\n"));
+    c.upgrade();
+    c.verdict = ClientVerdict::Accept;
+    let events = c.send(format!("EHLO x\r\n{ENVELOPE}x\r\n.\r\n"));
+    assert_eq!(checks(&events), 1);
+    assert_eq!(deliveries(&events).len(), 1);
 }
