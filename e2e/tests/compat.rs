@@ -456,3 +456,27 @@ async fn the_openapi_document_is_served() -> anyhow::Result<()> {
     assert_eq!(body["error"]["code"], "not_found");
     Ok(())
 }
+
+#[tokio::test]
+async fn mail_to_a_mailbox_alias_lands_in_the_mailbox() -> anyhow::Result<()> {
+    let p = Pipeline::start().await?;
+    let (status, listing) = p.get_json("/api/mailboxes/secretbox").await?;
+    assert_eq!(status, 200);
+    let alias = listing["alias"].as_str().unwrap().to_owned();
+    assert!(
+        alias.starts_with("d-") && !alias.contains("secretbox"),
+        "{alias}"
+    );
+
+    // Upper-case, as people copy it from old clients: addresses are case-insensitive.
+    p.send(&alias.to_uppercase(), "via the alias").await?;
+    let list = p
+        .wait_for_inbox("secretbox", 1, std::time::Duration::from_secs(30))
+        .await?;
+    assert_eq!(list[0]["subject"], "via the alias");
+    assert!(
+        p.inbox(&alias).await?.is_empty(),
+        "nothing lands in a mailbox named like the alias"
+    );
+    Ok(())
+}

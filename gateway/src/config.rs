@@ -13,6 +13,8 @@ use maildrop_store::ratelimit::Rate;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "maildrop-gateway", version, about)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to serve HTTP on.
     #[arg(long, env = "MAILDROP_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -59,6 +61,15 @@ pub struct Config {
     pub max_watchers: u32,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// What to do; serving HTTP when none is given.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API, live push and the web page (the default).
+    Serve,
+    /// Print a mailbox's events as JSON lines (a WebSocket client of a running gateway).
+    Watch(crate::watch::WatchArgs),
 }
 
 /// `MAILDROP_RATE_LIMIT`: a rate, or none (`off`).

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod stats_feed;
+pub mod watch;
 pub mod web;
 
 use std::sync::Arc;

@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use maildrop_contract::{Mailbox, alias};
 use maildrop_runtime::connect;
-use maildrop_store::{Greylist, GreylistKey, PolicyStore, StoreError};
+use maildrop_store::{AliasStore, Greylist, GreylistKey, PolicyStore, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::smtp::ClientVerdict;
@@ -43,9 +44,15 @@ pub struct GreylistSettings {
 #[error("MAILDROP_REDIS_URL: {0}")]
 pub struct RedisUrlError(#[source] redis::RedisError);
 
-/// Blocked-IP and greylist checks that fail open.
+/// Aliases could not be resolved (Redis unavailable).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve aliases")]
+pub struct AliasUnavailable(#[source] Unavailable);
+
+/// Blocked-IP and greylist checks that fail open, and alias resolution that does not.
 pub struct Policy {
     store: Arc<OnceLock<PolicyStore>>,
+    aliases: Arc<OnceLock<AliasStore>>,
     timeout: Duration,
     greylist: Option<GreylistSettings>,
     blocklist_warnings: Throttle,
@@ -74,25 +81,34 @@ impl Policy {
     ) -> Result<Self, RedisUrlError> {
         redis::Client::open(url).map_err(RedisUrlError)?;
         let store = Arc::new(OnceLock::new());
-        let (cell, url, cancel) = (store.clone(), url.to_owned(), cancel.clone());
+        let aliases = Arc::new(OnceLock::new());
+        let (cell, alias_cell, url, cancel) = (
+            store.clone(),
+            aliases.clone(),
+            url.to_owned(),
+            cancel.clone(),
+        );
         tokio::spawn(async move {
             match connect::redis(&url, &cancel).await {
                 Ok(conn) => {
+                    let _ = alias_cell.set(AliasStore::new(conn.clone()));
                     let _ = cell.set(PolicyStore::new(conn));
                 }
                 Err(e) => tracing::debug!(error = %e, "Gave up connecting to Redis."),
             }
         });
-        Ok(Self::with_store(store, timeout, greylist))
+        Ok(Self::with_store(store, aliases, timeout, greylist))
     }
 
     fn with_store(
         store: Arc<OnceLock<PolicyStore>>,
+        aliases: Arc<OnceLock<AliasStore>>,
         timeout: Duration,
         greylist: Option<GreylistSettings>,
     ) -> Self {
         Self {
             store,
+            aliases,
             timeout,
             greylist,
             blocklist_warnings: Throttle::default(),
@@ -166,6 +182,40 @@ impl Policy {
         }
     }
 
+    /// Replaces every alias among `mailboxes` by the mailbox it delivers to (see
+    /// `maildrop_contract::alias`), then drops repeats. An alias nobody revealed stays as it is.
+    /// Unlike the checks above this does not fail open: mail for an alias must not land in the
+    /// wrong mailbox because Redis was away, so the caller answers 451 and the client retries.
+    pub async fn resolve_aliases(
+        &self,
+        mailboxes: &mut Vec<Mailbox>,
+    ) -> Result<(), AliasUnavailable> {
+        if !mailboxes.iter().any(alias::is_alias) {
+            return Ok(());
+        }
+        let lookup = async {
+            let aliases = self.aliases.get().ok_or(Unavailable::NotConnected)?;
+            let mut resolved = Vec::with_capacity(mailboxes.len());
+            for mailbox in mailboxes.iter() {
+                let target = if alias::is_alias(mailbox) {
+                    aliases.resolve(mailbox).await?
+                } else {
+                    None
+                };
+                if let Some(target) = &target {
+                    tracing::debug!(alias = %mailbox, mailbox = %target, "Alias resolved.");
+                }
+                let mailbox = target.unwrap_or_else(|| mailbox.clone());
+                if !resolved.contains(&mailbox) {
+                    resolved.push(mailbox);
+                }
+            }
+            Ok::<_, Unavailable>(resolved)
+        };
+        *mailboxes = self.bounded(lookup).await.map_err(AliasUnavailable)?;
+        Ok(())
+    }
+
     async fn bounded<T>(
         &self,
         check: impl Future<Output = Result<T, Unavailable>>,
@@ -233,6 +283,7 @@ mod tests {
     async fn without_redis_every_check_fails_open() {
         let policy = Policy::with_store(
             Arc::new(OnceLock::new()),
+            Arc::new(OnceLock::new()),
             Duration::from_millis(50),
             Some(GreylistSettings {
                 delay: Duration::from_secs(300),
@@ -241,6 +292,14 @@ mod tests {
         );
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(policy.blocked(ip).await, None);
+        // …but alias resolution does not: a guess would put mail in the wrong mailbox.
+        let alias = maildrop_contract::alias::alias_of(b"k", &Mailbox::parse("bob").unwrap());
+        assert!(policy.resolve_aliases(&mut vec![alias]).await.is_err());
+        let mut plain = vec![Mailbox::parse("bob").unwrap()];
+        assert!(
+            policy.resolve_aliases(&mut plain).await.is_ok(),
+            "no alias, no lookup"
+        );
         assert_eq!(
             policy.greylist(ip, "mx.example.org").await,
             ClientVerdict::Accept
@@ -249,7 +308,12 @@ mod tests {
 
     #[tokio::test]
     async fn without_greylisting_nothing_is_asked() {
-        let policy = Policy::with_store(Arc::new(OnceLock::new()), Duration::from_millis(50), None);
+        let policy = Policy::with_store(
+            Arc::new(OnceLock::new()),
+            Arc::new(OnceLock::new()),
+            Duration::from_millis(50),
+            None,
+        );
         assert!(!policy.greylisting());
         assert_eq!(
             policy

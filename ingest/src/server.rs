@@ -56,7 +56,7 @@ use crate::limits::{IpLimits, Refusal};
 use crate::policy::Policy;
 use crate::proxy::{self, Parse};
 use crate::publish::{outcome, publish};
-use crate::smtp::{Action, ClientVerdict, Reply, Session, SessionConfig};
+use crate::smtp::{Action, ClientVerdict, DeliveryOutcome, Reply, Session, SessionConfig};
 use crate::tarpit::Tarpit;
 
 /// How long a trusted proxy has to send its PROXY header. Proxies send it with the connection, so
@@ -328,9 +328,20 @@ impl Conn<'_> {
             let answered = self.session.answered();
             let reply = match action {
                 Action::Reply(reply) => reply,
-                Action::Deliver(tx) => {
-                    let result = publish(&self.shared.js, tx, self.shared.publish_timeout).await;
-                    self.session.delivered(outcome(result, client))
+                Action::Deliver(mut tx) => {
+                    let outcome = match self.shared.policy.resolve_aliases(&mut tx.mailboxes).await
+                    {
+                        Ok(()) => {
+                            let result =
+                                publish(&self.shared.js, tx, self.shared.publish_timeout).await;
+                            outcome(result, client)
+                        }
+                        Err(e) => {
+                            tracing::warn!(client_ip = %client, error = %e, "Aliases not resolved; answered 451.");
+                            DeliveryOutcome::TemporaryFailure
+                        }
+                    };
+                    self.session.delivered(outcome)
                 }
                 Action::CheckClient { client_ip, helo } => {
                     let verdict = if self.shared.exempt.contains(client_ip) {

@@ -98,7 +98,10 @@ impl Pipeline {
             "3".to_owned(),
         ];
         match stage {
-            Stage::Ingest => args.extend(["--domains".into(), DOMAIN.into()]),
+            Stage::Ingest => {
+                args.extend(redis);
+                args.extend(["--domains".into(), DOMAIN.into()]);
+            }
             Stage::Filter => args.extend(consumer),
             Stage::StoreWriter => {
                 args.extend(redis);
