@@ -95,10 +95,11 @@ pub async fn watch(args: WatchArgs, cancel: CancellationToken) -> Result<(), Wat
             };
             match frame {
                 Some(Ok(Message::Text(text))) => {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text.as_str()) {
-                        if let Some(seq) = v.get("seq").and_then(|s| s.as_u64()) {
-                            after = Some(seq);
-                        }
+                    let seq = serde_json::from_str::<serde_json::Value>(text.as_str())
+                        .ok()
+                        .and_then(|v| v.get("seq").and_then(|s| s.as_u64()));
+                    if seq.is_some() {
+                        after = seq;
                     }
                     let mut out = stdout.lock();
                     writeln!(out, "{}", text.as_str())?;
