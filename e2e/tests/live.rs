@@ -208,3 +208,53 @@ async fn wait_returns_when_mail_arrives_and_times_out_cleanly() -> anyhow::Resul
     assert_eq!(body["error"]["code"], "invalid_parameter");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_watch_command_prints_events_as_json_lines_and_resumes() -> anyhow::Result<()> {
+    let p = Pipeline::start().await?;
+    let args = |after: Option<u64>, count: u64| maildrop_gateway::watch::WatchArgs {
+        mailbox: "script".into(),
+        url: format!("http://{}", p.http),
+        after,
+        count: Some(count),
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let first = {
+        let (args, cancel) = (args(None, 1), cancel.clone());
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            maildrop_gateway::watch::watch_into(args, cancel, &mut out)
+                .await
+                .map(|()| out)
+        })
+    };
+    // The watcher connects on its own schedule: keep sending until it has printed one.
+    let mut sent = 0;
+    maildrop_testkit::wait_until(T, "the watcher to print an event", || {
+        sent += 1;
+        let subject = format!("for the script {sent}");
+        let (p, first) = (&p, &first);
+        async move {
+            p.send("script", &subject).await.ok()?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            first.is_finished().then_some(())
+        }
+    })
+    .await?;
+    let mut out = Vec::new();
+    out.extend(tokio::time::timeout(T, first).await???);
+    let text = String::from_utf8(out)?;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let event: serde_json::Value = serde_json::from_str(lines[0])?;
+    assert_eq!(event["type"], "stored");
+    let seq = event["seq"].as_u64().unwrap();
+
+    // Resuming after that sequence prints the next message only.
+    p.send("script", "next one").await?;
+    let mut out = Vec::new();
+    maildrop_gateway::watch::watch_into(args(Some(seq), 1), cancel, &mut out).await?;
+    let event: serde_json::Value = serde_json::from_slice(out.trim_ascii())?;
+    assert!(event["seq"].as_u64().unwrap() > seq);
+    Ok(())
+}

@@ -60,13 +60,21 @@ pub fn ws_url(base: &str, mailbox: &Mailbox, after: Option<u64>) -> Result<Strin
     Ok(format!("{ws}/api/mailboxes/{mailbox}/ws{resume}"))
 }
 
-/// Prints events until `--count` is reached or `cancel` fires.
+/// Prints events on standard output until `--count` is reached or `cancel` fires.
 pub async fn watch(args: WatchArgs, cancel: CancellationToken) -> Result<(), WatchError> {
+    watch_into(args, cancel, &mut std::io::stdout()).await
+}
+
+/// As [`watch`], writing the lines to `out`.
+pub async fn watch_into<W: Write + Send>(
+    args: WatchArgs,
+    cancel: CancellationToken,
+    out: &mut W,
+) -> Result<(), WatchError> {
     let mailbox = Mailbox::parse(&args.mailbox)?;
     let mut after = args.after;
     let mut printed = 0u64;
     let mut backoff = Duration::from_millis(250);
-    let stdout = std::io::stdout();
     while !cancel.is_cancelled() {
         let url = ws_url(&args.url, &mailbox, after)?;
         let mut socket = match tokio::select! {
@@ -101,7 +109,6 @@ pub async fn watch(args: WatchArgs, cancel: CancellationToken) -> Result<(), Wat
                     if seq.is_some() {
                         after = seq;
                     }
-                    let mut out = stdout.lock();
                     writeln!(out, "{}", text.as_str())?;
                     out.flush()?;
                     printed += 1;
