@@ -10,15 +10,19 @@ help:
 	@echo "make bench  benchmarks (ingest throughput, end to end)"
 
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh openssl python3 swaks
 
 build:
 	$(CARGO) build --release --bins
 
-run: deps build
+run:
+	@scripts/deps.sh openssl
+	$(CARGO) build --release --bins
 	@scripts/run.sh
 
-test: deps
+# The tests also drive real clients (Python's smtplib, swaks) and make TLS certificates (openssl).
+test:
+	@scripts/deps.sh openssl python3 swaks
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

@@ -6,11 +6,9 @@ set -euo pipefail
 need=()
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-for pkg in "$@"; do
-  case "$pkg" in
-    chromium) command -v chromium >/dev/null 2>&1 || need+=(chromium) ;;
-    *) need+=("$pkg") ;;
-  esac
+# Extra tools by command name, e.g. `deps.sh openssl python3 swaks`.
+for tool in "$@"; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 
 if [ ${#need[@]} -eq 0 ]; then

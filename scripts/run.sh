@@ -43,6 +43,19 @@ redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$run/redis" --save 60 
   >"$run/logs/redis.log" 2>&1 &
 pids+=($!)
 
+# A self-signed certificate, so STARTTLS can be tried locally (`swaks --tls`).
+if [ ! -s "$run/tls/cert.pem" ] && command -v openssl >/dev/null 2>&1; then
+  mkdir -p "$run/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
+    -keyout "$run/tls/key.pem" -out "$run/tls/cert.pem" >/dev/null 2>&1 || rm -f "$run/tls/"*.pem
+fi
+if [ -s "$run/tls/cert.pem" ]; then
+  export MAILDROP_TLS_CERT="$run/tls/cert.pem" MAILDROP_TLS_KEY="$run/tls/key.pem"
+fi
+# A random alias key for this installation, kept across runs so aliases stay valid.
+[ -s "$run/alias.key" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run/alias.key"
+export MAILDROP_ALIAS_KEY="${MAILDROP_ALIAS_KEY:-$(cat "$run/alias.key")}"
+
 export MAILDROP_NATS_URL="nats://127.0.0.1:$nats_port"
 export MAILDROP_REDIS_URL="redis://127.0.0.1:$redis_port"
 export MAILDROP_SMTP_ADDR="${MAILDROP_SMTP_ADDR:-127.0.0.1:$smtp_port}"
