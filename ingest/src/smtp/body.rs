@@ -49,11 +49,13 @@ impl BodySink {
 
     /// Appends body bytes, or drops them once the body is over the limit.
     pub(super) fn push(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() || self.oversize {
-            return;
-        }
+        // NUL is looked for even past the size limit: the verdict must not depend on where the
+        // network split the body (found by the fuzzer).
         if bytes.contains(&0) {
             self.nul = true;
+        }
+        if bytes.is_empty() || self.oversize {
+            return;
         }
         if bytes.len() > self.limit - self.buf.len() {
             self.oversize = true;

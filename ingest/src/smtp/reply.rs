@@ -87,8 +87,19 @@ impl Reply {
         if !words.is_empty() || separator == '-' {
             head.push(separator);
         }
+        // RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. Text that echoes
+        // the client (an unknown parameter, say) is cut to fit, on a character boundary.
+        let mut text = words.join(" ");
+        let room = MAX_LINE - 2 - head.len();
+        if text.len() > room {
+            let mut cut = room;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
         out.put_slice(head.as_bytes());
-        out.put_slice(words.join(" ").as_bytes());
+        out.put_slice(text.as_bytes());
         out.put_slice(b"\r\n");
     }
 
@@ -136,6 +147,9 @@ pub(super) fn message_too_big() -> Reply {
     )
 }
 
+/// The longest reply line, CRLF included (RFC 5321 4.5.3.1.5).
+const MAX_LINE: usize = 512;
+
 pub(super) fn too_many_errors(hostname: &str) -> Reply {
     Reply::new(421, (4, 7, 0), format!("{hostname} Error: too many errors"))
 }
@@ -151,6 +165,15 @@ pub(super) fn too_many_commands(hostname: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_texts_are_cut_to_512_octets_per_line() {
+        let reply = Reply::new(555, (5, 5, 4), format!("Unsupported parameter {}", "é".repeat(400)));
+        let bytes = reply.to_bytes();
+        assert!(bytes.len() <= 512, "{}", bytes.len());
+        assert!(bytes.ends_with(b"\r\n"));
+        assert!(std::str::from_utf8(&bytes).is_ok());
+    }
 
     #[test]
     fn one_line_with_enhanced_code() {
