@@ -48,8 +48,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use maildrop_contract::{Envelope, MessageId};
 use maildrop_ingest::smtp::{
-    Action, ClientVerdict, DEFAULT_MAX_BAD_COMMANDS, DEFAULT_MAX_COMMANDS, DEFAULT_MAX_LINE_LENGTH,
-    DEFAULT_MAX_RECIPIENTS, DeliveryOutcome, Reply, Session, SessionConfig, Transaction, Verb,
+    Action, ClientVerdict, DEFAULT_MAX_BAD_COMMANDS, DEFAULT_MAX_COMMANDS, DEFAULT_MAX_HEADER_SIZE,
+    DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_RECIPIENTS, DeliveryOutcome, Reply, Session,
+    SessionConfig, Transaction, Verb,
 };
 
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 25));
@@ -137,6 +138,7 @@ pub fn config(flags: u8) -> SessionConfig {
         starttls_available: flags & 0x01 != 0,
         max_line_length: pick(flags, 0x02, 64, DEFAULT_MAX_LINE_LENGTH),
         max_message_size: pick(flags, 0x04, 64, 64 * 1024),
+        max_header_size: pick(flags, 0x04, 32, DEFAULT_MAX_HEADER_SIZE),
         max_bad_commands: pick(flags, 0x08, 3, DEFAULT_MAX_BAD_COMMANDS),
         max_commands: pick(flags, 0x10, 16, DEFAULT_MAX_COMMANDS),
         max_recipients: pick(flags, 0x20, 2, DEFAULT_MAX_RECIPIENTS),

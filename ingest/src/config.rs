@@ -46,6 +46,9 @@ pub struct Config {
     /// max_payload allows: it is lowered to fit, with a warning.
     #[arg(long, env = "MAILDROP_MAX_MESSAGE_SIZE", default_value_t = smtp::DEFAULT_MAX_MESSAGE_SIZE)]
     pub max_message_size: usize,
+    /// Largest header block of a message, in bytes (Postfix's header_size_limit).
+    #[arg(long, env = "MAILDROP_MAX_HEADER_SIZE", default_value_t = smtp::DEFAULT_MAX_HEADER_SIZE)]
+    pub max_header_size: usize,
     /// Recipients accepted per message (RFC 5321 asks for at least 100).
     #[arg(long, env = "MAILDROP_MAX_RECIPIENTS", default_value_t = smtp::DEFAULT_MAX_RECIPIENTS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(100..=10_000))]
     pub max_recipients: usize,
@@ -156,6 +159,7 @@ impl Config {
             hostname: self.hostname.clone(),
             domains: self.domains.domains.clone(),
             max_message_size,
+            max_header_size: self.max_header_size,
             max_recipients: self.max_recipients,
             max_line_length: self.max_line_length,
             max_bad_commands: self.max_bad_commands,

@@ -56,11 +56,13 @@ pub(super) fn bdat(s: &mut Session, args: &str) -> Option<Reply> {
         (Some(tx), _) if tx.rcpt_to.is_empty() => {
             Destination::Discard(reply::no_valid_recipients())
         }
-        (Some(tx), _) => Destination::Body(
-            tx.chunks
-                .take()
-                .unwrap_or_else(|| BodySink::new(s.config.max_message_size, tx.declared_size)),
-        ),
+        (Some(tx), _) => Destination::Body(tx.chunks.take().unwrap_or_else(|| {
+            BodySink::new(
+                s.config.max_message_size,
+                s.config.max_header_size,
+                tx.declared_size,
+            )
+        })),
     };
     s.input = Input::Chunk(ChunkReader {
         size,

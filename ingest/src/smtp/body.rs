@@ -7,6 +7,7 @@
 //! It also remembers what makes a body unacceptable, so the verdict is given once, at the end:
 //!
 //! - a bare CR or LF in `DATA` (set by the `data` reader, which knows where lines end);
+//! - a header block (everything before the first empty line) larger than its limit;
 //! - a NUL anywhere. We do not advertise `BINARYMIME`, so a body must be 7bit or 8bit text, which
 //!   RFC 6152 and RFC 5322 say contains no NUL; NULs also truncate strings in tools a stored mail
 //!   may meet later. Refusing (`550 5.6.0`) is simpler to reason about than storing them.
@@ -25,13 +26,17 @@ const MAX_PREALLOCATION: usize = 1024 * 1024;
 pub(super) struct BodySink {
     buf: BytesMut,
     limit: usize,
+    header_limit: usize,
+    /// Whether the end of the header block was seen (or the block was found too large).
+    headers_done: bool,
+    header_too_large: bool,
     oversize: bool,
     nul: bool,
     bare_newline: bool,
 }
 
 impl BodySink {
-    pub(super) fn new(limit: usize, declared_size: Option<u64>) -> Self {
+    pub(super) fn new(limit: usize, header_limit: usize, declared_size: Option<u64>) -> Self {
         let capacity = declared_size
             .map_or(INITIAL_CAPACITY, |size| {
                 usize::try_from(size).unwrap_or(usize::MAX)
@@ -41,6 +46,9 @@ impl BodySink {
         Self {
             buf: BytesMut::with_capacity(capacity),
             limit,
+            header_limit,
+            headers_done: false,
+            header_too_large: false,
             oversize: false,
             nul: false,
             bare_newline: false,
@@ -62,7 +70,32 @@ impl BodySink {
             self.buf = BytesMut::new();
             return;
         }
+        let scanned = self.buf.len();
         self.buf.extend_from_slice(bytes);
+        if !self.headers_done {
+            self.look_for_header_end(scanned);
+        }
+    }
+
+    /// Looks for the empty line that ends the header block in what arrived since `scanned`.
+    fn look_for_header_end(&mut self, scanned: usize) {
+        if self.buf.starts_with(b"\r\n") {
+            self.headers_done = true;
+            return;
+        }
+        let from = scanned.saturating_sub(3);
+        let end = self.buf[from..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| from + at + 2);
+        // The block is too large if it ended past the limit, or has not ended by it.
+        let length = end.unwrap_or(self.buf.len());
+        if length > self.header_limit {
+            self.headers_done = true;
+            self.header_too_large = true;
+        } else if end.is_some() {
+            self.headers_done = true;
+        }
     }
 
     /// Records a CR not followed by LF, or an LF not preceded by CR.
@@ -86,6 +119,8 @@ impl BodySink {
             ))
         } else if self.oversize {
             Some(reply::message_too_big())
+        } else if self.header_too_large {
+            Some(Reply::new(552, (5, 3, 4), "Message header block too large"))
         } else {
             None
         }
@@ -102,7 +137,7 @@ mod tests {
 
     #[test]
     fn keeps_bytes_up_to_the_limit() {
-        let mut sink = BodySink::new(10, None);
+        let mut sink = BodySink::new(10, usize::MAX, None);
         sink.push(b"12345");
         sink.push(b"67890");
         assert_eq!(sink.refusal(), None);
@@ -111,7 +146,7 @@ mod tests {
 
     #[test]
     fn drops_everything_past_the_limit() {
-        let mut sink = BodySink::new(10, Some(5));
+        let mut sink = BodySink::new(10, usize::MAX, Some(5));
         sink.push(b"12345");
         sink.push(b"678901");
         sink.push(b"more");
@@ -121,7 +156,7 @@ mod tests {
 
     #[test]
     fn refuses_nul_and_bare_newlines() {
-        let mut sink = BodySink::new(10, None);
+        let mut sink = BodySink::new(10, usize::MAX, None);
         sink.push(b"a\0b");
         assert_eq!(sink.refusal().unwrap().enhanced, Some((5, 6, 0)));
         sink.bare_newline();
@@ -129,8 +164,30 @@ mod tests {
     }
 
     #[test]
+    fn a_header_block_over_its_limit_is_refused_however_it_arrives() {
+        let message = b"Subject: x\r\nX-Long: 0123456789\r\n\r\nbody";
+        for piece in 1..message.len() {
+            let mut sink = BodySink::new(1000, 20, None);
+            message.chunks(piece).for_each(|c| sink.push(c));
+            assert_eq!(
+                sink.refusal().map(|r| r.code),
+                Some(552),
+                "pieces of {piece}"
+            );
+            let mut roomy = BodySink::new(1000, 40, None);
+            message.chunks(piece).for_each(|c| roomy.push(c));
+            assert_eq!(roomy.refusal(), None, "pieces of {piece}");
+        }
+        // A long body after a short header block is fine.
+        let mut sink = BodySink::new(1000, 20, None);
+        sink.push(b"A: b\r\n\r\n");
+        sink.push(&[b'x'; 500]);
+        assert_eq!(sink.refusal(), None);
+    }
+
+    #[test]
     fn a_huge_declared_size_does_not_preallocate_it() {
-        let sink = BodySink::new(usize::MAX, Some(u64::MAX));
+        let sink = BodySink::new(usize::MAX, usize::MAX, Some(u64::MAX));
         assert!(sink.buf.capacity() <= MAX_PREALLOCATION);
     }
 }

@@ -9,6 +9,8 @@ pub const DEFAULT_HOSTNAME: &str = "maildrop.localhost";
 /// 10 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024 * 1024;
 /// RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
+/// Postfix's `header_size_limit`.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 100 * 1024;
 pub const DEFAULT_MAX_RECIPIENTS: usize = 100;
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets, CRLF included.
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 512;
@@ -27,6 +29,9 @@ pub struct SessionConfig {
     /// that declares more is refused with `552 5.3.4`; a body that turns out larger is read to its
     /// end, discarded and refused with `552 5.3.4`, and the connection stays usable.
     pub max_message_size: usize,
+    /// The largest header block (everything before the first empty line), in octets; a message with
+    /// a larger one is read to its end and refused with `552 5.3.4`.
+    pub max_header_size: usize,
     /// Accepted `RCPT TO` per transaction; the next one gets `452 4.5.3`.
     pub max_recipients: usize,
     /// The longest command line, CRLF included; longer lines are skipped and answered with
@@ -53,6 +58,7 @@ impl Default for SessionConfig {
             hostname: DEFAULT_HOSTNAME.to_owned(),
             domains: vec![DEFAULT_HOSTNAME.to_owned()],
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             max_bad_commands: DEFAULT_MAX_BAD_COMMANDS,

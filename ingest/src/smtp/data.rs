@@ -45,7 +45,11 @@ pub(super) fn data(s: &mut Session, args: &str) -> Reply {
         }
         Some(tx) => tx,
     };
-    let sink = BodySink::new(s.config.max_message_size, draft.declared_size);
+    let sink = BodySink::new(
+        s.config.max_message_size,
+        s.config.max_header_size,
+        draft.declared_size,
+    );
     s.input = Input::Data {
         draft,
         reader: DataReader::new(sink),
@@ -156,7 +160,7 @@ mod tests {
 
     /// Feeds `parts` one after another; the body, and what was left after the end.
     fn read(parts: &[&[u8]]) -> (Option<Vec<u8>>, Vec<u8>, bool) {
-        let mut reader = DataReader::new(BodySink::new(1 << 20, None));
+        let mut reader = DataReader::new(BodySink::new(1 << 20, usize::MAX, None));
         let mut input = BytesMut::new();
         for part in parts {
             input.extend_from_slice(part);

@@ -168,7 +168,11 @@ mod tests {
 
     #[test]
     fn long_texts_are_cut_to_512_octets_per_line() {
-        let reply = Reply::new(555, (5, 5, 4), format!("Unsupported parameter {}", "é".repeat(400)));
+        let reply = Reply::new(
+            555,
+            (5, 5, 4),
+            format!("Unsupported parameter {}", "é".repeat(400)),
+        );
         let bytes = reply.to_bytes();
         assert!(bytes.len() <= 512, "{}", bytes.len());
         assert!(bytes.ends_with(b"\r\n"));
