@@ -39,3 +39,10 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf .run
+
+# Both scenarios start their own nats-server, redis-server and stages in-process, so nothing needs
+# to be running; each stops by itself within about two minutes. See docs/benchmarks.md.
+bench:
+	@scripts/deps.sh
+	$(CARGO) run --release -p maildrop-bench -- scenario ingest
+	$(CARGO) run --release -p maildrop-bench -- scenario pipeline

@@ -71,8 +71,31 @@ pub enum MailboxEvent {
         mailbox: Mailbox,
         id: MessageId,
     },
-    /// Every message of the mailbox went away at once.
+    /// Every message of the mailbox went away at once: a reader emptied it, or (published as
+    /// [`WithReason`], with a `reason`) the store-writer evicted it to stay under its byte cap.
     Cleared { v: u32, mailbox: Mailbox },
+    /// The mailbox outlived its retention (no new message for `MAILDROP_MAILBOX_RETENTION`) and
+    /// is gone; published once by the store-writer's sweeper.
+    Expired { v: u32, mailbox: Mailbox },
+}
+
+/// Why a mailbox was emptied although no reader asked: the `reason` of such a `cleared` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClearReason {
+    /// The store reached `MAILDROP_STORE_MAX_BYTES`; the least recently active mailboxes go first.
+    StoreFull,
+}
+
+/// A mailbox event and the reason it happened: the event's JSON plus `"reason"`.
+///
+/// `reason` is not a field of [`MailboxEvent::Cleared`] so that every publisher of a reader's
+/// `cleared` keeps compiling; a reader that decodes a plain [`MailboxEvent`] ignores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WithReason {
+    #[serde(flatten)]
+    pub event: MailboxEvent,
+    pub reason: ClearReason,
 }
 
 impl MailboxEvent {
@@ -80,13 +103,17 @@ impl MailboxEvent {
         match self {
             Self::Stored { mailbox, .. }
             | Self::Deleted { mailbox, .. }
-            | Self::Cleared { mailbox, .. } => mailbox,
+            | Self::Cleared { mailbox, .. }
+            | Self::Expired { mailbox, .. } => mailbox,
         }
     }
 
     pub fn version(&self) -> u32 {
         match self {
-            Self::Stored { v, .. } | Self::Deleted { v, .. } | Self::Cleared { v, .. } => *v,
+            Self::Stored { v, .. }
+            | Self::Deleted { v, .. }
+            | Self::Cleared { v, .. }
+            | Self::Expired { v, .. } => *v,
         }
     }
 
@@ -96,6 +123,7 @@ impl MailboxEvent {
             Self::Stored { .. } => K::Stored,
             Self::Deleted { .. } => K::Deleted,
             Self::Cleared { .. } => K::Cleared,
+            Self::Expired { .. } => K::Expired,
         }
     }
 
@@ -112,6 +140,10 @@ impl MailboxEvent {
             Self::Cleared { mailbox, .. } => {
                 format!("{}.{mailbox}.cleared", MessageId::new())
             }
+            // Only the sweeper that unlists the mailbox publishes, so one id per publish is enough.
+            Self::Expired { mailbox, .. } => {
+                format!("{}.{mailbox}.expired", MessageId::new())
+            }
         }
     }
 }
@@ -123,6 +155,8 @@ mod tests {
     const VERDICT: &str = include_str!("../fixtures/verdict.v1.json");
     const STORED: &str = include_str!("../fixtures/mailbox-stored.v1.json");
     const DELETED: &str = include_str!("../fixtures/mailbox-deleted.v1.json");
+    const CLEARED: &str = include_str!("../fixtures/mailbox-cleared.v1.json");
+    const EXPIRED: &str = include_str!("../fixtures/mailbox-expired.v1.json");
 
     fn same_json(a: &str, b: &str) {
         let a: serde_json::Value = serde_json::from_str(a).unwrap();
@@ -141,12 +175,33 @@ mod tests {
 
     #[test]
     fn mailbox_event_fixtures_round_trip() {
-        for fixture in [STORED, DELETED] {
+        for fixture in [STORED, DELETED, EXPIRED] {
             let e: MailboxEvent = serde_json::from_str(fixture).unwrap();
             assert_eq!(e.version(), VERSION);
             assert_eq!(e.mailbox().as_str(), "bob");
             same_json(&serde_json::to_string(&e).unwrap(), fixture);
         }
+    }
+
+    #[test]
+    fn a_cleared_event_with_a_reason_round_trips() {
+        let e: WithReason = serde_json::from_str(CLEARED).unwrap();
+        assert_eq!(e.reason, ClearReason::StoreFull);
+        assert!(matches!(e.event, MailboxEvent::Cleared { .. }));
+        same_json(&serde_json::to_string(&e).unwrap(), CLEARED);
+        // Readers of plain events see a `cleared` and ignore the reason.
+        let plain: MailboxEvent = serde_json::from_str(CLEARED).unwrap();
+        assert_eq!(plain, e.event);
+        // A reader's `cleared` has no reason.
+        let plain = r#"{"type":"cleared","v":1,"mailbox":"bob"}"#;
+        assert!(serde_json::from_str::<WithReason>(plain).is_err());
+    }
+
+    #[test]
+    fn expired_events_have_their_own_subject() {
+        let e: MailboxEvent = serde_json::from_str(EXPIRED).unwrap();
+        assert_eq!(e.subject(), "maildrop.mailbox.bob.expired");
+        assert!(e.dedupe_id().ends_with(".bob.expired"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `RECEIVED` | `maildrop.received` | raw RFC 5322 bytes, envelope in headers, one per SMTP transaction |
 //! | `VERDICTS` | `maildrop.verdict.accepted`, `maildrop.verdict.rejected` | [`crate::Verdict`] JSON |
-//! | `MAILBOX` | `maildrop.mailbox.<box>.stored` / `.deleted` / `.cleared` | [`crate::MailboxEvent`] JSON |
+//! | `MAILBOX` | `maildrop.mailbox.<box>.stored` / `.deleted` / `.cleared` / `.expired` | [`crate::MailboxEvent`] JSON |
 //! | `DEADLETTER` | `maildrop.deadletter.<stage>` | a message a stage gave up on, reason in headers |
 //!
 //! The `MAILBOX` stream republishes every event it stores on `maildrop.live.mailbox.<box>.<kind>`
@@ -52,6 +52,7 @@ pub enum MailboxEventKind {
     Stored,
     Deleted,
     Cleared,
+    Expired,
 }
 
 impl MailboxEventKind {
@@ -60,6 +61,7 @@ impl MailboxEventKind {
             Self::Stored => "stored",
             Self::Deleted => "deleted",
             Self::Cleared => "cleared",
+            Self::Expired => "expired",
         }
     }
 }

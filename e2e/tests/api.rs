@@ -223,3 +223,31 @@ async fn live_feeds_are_capped_per_client() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn attachments_download_decoded_and_never_rendered() -> anyhow::Result<()> {
+    let p = Pipeline::start().await?;
+    let raw = b"From: a@example.org\r\nTo: att@maildrop.test\r\nSubject: with a file\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--b\r\nContent-Type: text/html; name=\"evil.html\"\r\nContent-Disposition: attachment; filename=\"../evil.html\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nPHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\r\n--b--\r\n";
+    maildrop_testkit::smtp::send_raw(p.smtp, "a@example.org", &[&p.address("att")], raw).await?;
+    let list = p.wait_for_inbox("att", 1, Duration::from_secs(30)).await?;
+    let id = list[0]["id"].as_str().unwrap();
+    let (_, doc) = p.get_json(&format!("/api/mailboxes/att/messages/{id}")).await?;
+    assert_eq!(doc["attachments"][0]["index"], 0);
+    assert_eq!(doc["attachments"][0]["stripped"], false);
+
+    let resp = p.http_client.get(p.url(&format!("/api/mailboxes/att/messages/{id}/attachments/0"))).send().await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    let disposition = resp.headers()["content-disposition"].to_str()?.to_owned();
+    assert_eq!(disposition, "attachment; filename=\".._evil.html\"");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(&resp.bytes().await?[..], b"<script>alert(1)</script>");
+
+    let (status, body) = p.get_json(&format!("/api/mailboxes/att/messages/{id}/attachments/5")).await?;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "attachment_not_found");
+    Ok(())
+}

@@ -23,6 +23,10 @@ pub enum ApiError {
     },
     #[error("no such message")]
     MessageNotFound,
+    #[error("no such attachment")]
+    AttachmentNotFound,
+    #[error("this attachment was not kept (too large, or attachments are stripped here)")]
+    AttachmentStripped,
     #[error("no such route")]
     RouteNotFound,
     #[error("too many requests; try again in {} s", retry_after.as_secs().max(1))]
@@ -41,7 +45,8 @@ impl ApiError {
             Self::InvalidMailbox(_) | Self::InvalidId(_) | Self::InvalidParameter { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            Self::MessageNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MessageNotFound | Self::AttachmentNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::AttachmentStripped => StatusCode::GONE,
             Self::RateLimited { .. } | Self::TooManyWatchers { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -55,6 +60,8 @@ impl ApiError {
             Self::InvalidId(_) => "invalid_id",
             Self::InvalidParameter { .. } => "invalid_parameter",
             Self::MessageNotFound => "message_not_found",
+            Self::AttachmentNotFound => "attachment_not_found",
+            Self::AttachmentStripped => "attachment_stripped",
             Self::RouteNotFound => "not_found",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyWatchers { .. } => "too_many_watchers",

@@ -179,7 +179,7 @@ function applyEvent(b, ev) {
     }
   } else if (ev.type === 'deleted') {
     b.messages = b.messages.filter((m) => m.id !== ev.id);
-  } else if (ev.type === 'cleared') {
+  } else if (ev.type === 'cleared' || ev.type === 'expired') {
     b.messages = [];
   }
 }
@@ -310,7 +310,7 @@ function onLiveEvent(data) {
   applyEvent(box, ev);
   boxChanged();
   // The open message went away: go back to the list rather than show a ghost.
-  if (view === 'message' && (ev.type === 'cleared' || (ev.type === 'deleted' && ev.id === openId))) {
+  if (view === 'message' && (ev.type === 'cleared' || ev.type === 'expired' || (ev.type === 'deleted' && ev.id === openId))) {
     navigate(`/inbox/${enc(box.name)}`, true);
     showAlert('This message was deleted.', 'info');
   }

@@ -59,6 +59,7 @@ pub fn counters(
             Ok(MailboxEvent::Stored { .. }) => vec![(Counter::Stored, 1)],
             Ok(MailboxEvent::Deleted { .. }) => vec![(Counter::Deleted, 1)],
             Ok(MailboxEvent::Cleared { .. }) => vec![(Counter::Cleared, 1)],
+            Ok(MailboxEvent::Expired { .. }) => vec![(Counter::Expired, 1)],
             Err(_) => Vec::new(),
         },
     }

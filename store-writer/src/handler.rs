@@ -5,19 +5,26 @@
 //! ack last. A crash anywhere in between redelivers the verdict and repeats only what is missing:
 //! the store says `Duplicate { present: true }` and the `stored` event is published again, which
 //! the stream drops if the first one got through.
+//!
+//! After the write, if all mailboxes together hold more than the byte cap, the least recently
+//! active are emptied ([`Evictor`]). That is housekeeping, not this message's effect: if it fails
+//! it is logged and the message is still acked, and the next store tries again.
 
-use async_nats::jetstream::{self, message::PublishMessage, stream::DirectGetErrorKind};
-use maildrop_contract::envelope::header;
+use async_nats::jetstream::{self, message::StreamMessage, stream::DirectGetErrorKind};
 use maildrop_contract::{Envelope, MailboxEvent, Verdict, event};
 use maildrop_runtime::consume::{Failure, Handler};
 use maildrop_store::{MailStore, StoreOutcome};
 
-use crate::parse::stored_message;
+use crate::evict::Evictor;
+use crate::prepare::{AttachmentPolicy, prepare};
+use crate::publish::Publisher;
 
 pub struct StoreHandler {
-    js: jetstream::Context,
     received: jetstream::stream::Stream,
     store: MailStore,
+    publisher: Publisher,
+    policy: AttachmentPolicy,
+    evictor: Evictor,
 }
 
 /// Why a verdict cannot be stored, ever.
@@ -33,86 +40,115 @@ pub enum Poison {
     NoEnvelope,
 }
 
+/// Why the raw message of a verdict could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Poison(#[from] Poison),
+    #[error("cannot read raw message {seq} from RECEIVED: {source}")]
+    Bus {
+        seq: u64,
+        #[source]
+        source: jetstream::stream::DirectGetError,
+    },
+}
+
+/// Decodes a verdict of a version this build reads.
+pub fn decode_verdict(payload: &[u8]) -> Result<Verdict, Poison> {
+    let verdict: Verdict = serde_json::from_slice(payload)?;
+    if verdict.v != event::VERSION {
+        return Err(Poison::Version(verdict.v));
+    }
+    Ok(verdict)
+}
+
+/// The envelope and the raw message of `verdict` (its `payload`), by a direct get from `RECEIVED`.
+pub async fn fetch_raw(
+    received: &jetstream::stream::Stream,
+    verdict: &Verdict,
+) -> Result<(Envelope, StreamMessage), FetchError> {
+    let seq = verdict.received_seq;
+    let raw = received.direct_get(seq).await.map_err(|e| match e.kind() {
+        DirectGetErrorKind::NotFound => FetchError::Poison(Poison::RawGone(seq)),
+        _ => FetchError::Bus { seq, source: e },
+    })?;
+    let envelope = Envelope::from_headers(&raw.headers).map_err(|_| Poison::NoEnvelope)?;
+    Ok((envelope, raw))
+}
+
 impl StoreHandler {
     pub fn new(
-        js: jetstream::Context,
         received: jetstream::stream::Stream,
         store: MailStore,
+        publisher: Publisher,
+        policy: AttachmentPolicy,
+        evictor: Evictor,
     ) -> Self {
         Self {
-            js,
             received,
             store,
+            publisher,
+            policy,
+            evictor,
         }
-    }
-
-    async fn publish(&self, event: &MailboxEvent) -> Result<(), Failure> {
-        let payload = serde_json::to_vec(event).map_err(Failure::failed)?;
-        let mut publish = PublishMessage::build()
-            .payload(payload.into())
-            .message_id(event.dedupe_id());
-        if let MailboxEvent::Stored { id, .. } | MailboxEvent::Deleted { id, .. } = event {
-            publish = publish.header(header::ID, id.to_string().as_str());
-        }
-        self.js
-            .send_publish(event.subject(), publish)
-            .await
-            .map_err(Failure::transient)?
-            .await
-            .map_err(Failure::transient)?;
-        Ok(())
     }
 }
 
 impl Handler for StoreHandler {
     async fn handle(&self, msg: &jetstream::Message) -> Result<(), Failure> {
-        let verdict: Verdict =
-            serde_json::from_slice(&msg.payload).map_err(|e| Failure::poison(Poison::Decode(e)))?;
-        if verdict.v != event::VERSION {
-            return Err(Failure::poison(Poison::Version(verdict.v)));
-        }
-        let raw = self
-            .received
-            .direct_get(verdict.received_seq)
+        let verdict = decode_verdict(&msg.payload).map_err(Failure::poison)?;
+        let Some(first) = verdict.mailboxes.first() else {
+            return Ok(());
+        };
+        let (envelope, raw) = fetch_raw(&self.received, &verdict)
             .await
-            .map_err(|e| match e.kind() {
-                DirectGetErrorKind::NotFound => {
-                    Failure::poison(Poison::RawGone(verdict.received_seq))
-                }
-                _ => Failure::transient(e),
+            .map_err(|e| match e {
+                FetchError::Poison(p) => Failure::poison(p),
+                bus @ FetchError::Bus { .. } => Failure::transient(bus),
             })?;
-        let envelope = Envelope::from_headers(&raw.headers)
-            .map_err(|_| Failure::poison(Poison::NoEnvelope))?;
+        let prepared = prepare(first, &envelope, &verdict, &raw.payload, &self.policy);
+        let mut total_bytes = 0;
         for mailbox in &verdict.mailboxes {
-            let doc = stored_message(mailbox, &envelope, &verdict, &raw.payload);
-            let outcome = self
+            let doc = prepared.document(mailbox);
+            let report = self
                 .store
-                .store(&doc, &raw.payload)
+                .store(&doc, prepared.raw())
                 .await
                 .map_err(Failure::transient)?;
+            total_bytes = total_bytes.max(report.total_bytes);
+            let outcome = report.outcome;
             let (announce, evicted) = match &outcome {
                 StoreOutcome::Stored { evicted } => (true, evicted.as_slice()),
                 StoreOutcome::Duplicate { present } => (*present, &[][..]),
-                StoreOutcome::TooOld => (false, &[][..]),
+                StoreOutcome::TooOld | StoreOutcome::Expired => (false, &[][..]),
             };
             if announce {
-                self.publish(&MailboxEvent::Stored {
-                    v: event::VERSION,
-                    mailbox: mailbox.clone(),
-                    id: verdict.id,
-                    summary: doc.summary,
-                })
-                .await?;
+                self.publisher
+                    .event(&MailboxEvent::Stored {
+                        v: event::VERSION,
+                        mailbox: mailbox.clone(),
+                        id: verdict.id,
+                        summary: doc.summary,
+                    })
+                    .await
+                    .map_err(|e| e.into_failure())?;
             }
             for id in evicted {
-                self.publish(&MailboxEvent::Deleted {
-                    v: event::VERSION,
-                    mailbox: mailbox.clone(),
-                    id: *id,
-                })
-                .await?;
+                self.publisher
+                    .event(&MailboxEvent::Deleted {
+                        v: event::VERSION,
+                        mailbox: mailbox.clone(),
+                        id: *id,
+                    })
+                    .await
+                    .map_err(|e| e.into_failure())?;
             }
             tracing::info!(msg_id = %verdict.id, mailbox = %mailbox, outcome = ?outcome, "Message stored.");
+        }
+        if total_bytes > self.evictor.max_bytes()
+            && let Err(e) = self.evictor.enforce(&verdict.mailboxes).await
+        {
+            tracing::warn!(msg_id = %verdict.id, error = %e, "Could not evict mailboxes to stay under the byte cap; the next store tries again.");
         }
         Ok(())
     }

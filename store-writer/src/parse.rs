@@ -4,9 +4,9 @@
 //! UTF-8, garbage) are kept as they are, shown as text, and still listed in the mailbox. A message
 //! that cannot be read is still a message somebody was sent.
 
-use mail_parser::{Address, MimeHeaders};
+use mail_parser::Address;
 use maildrop_contract::{Envelope, Mailbox, MessageSummary, Verdict};
-use maildrop_store::{Attachment, Headers, StoredEnvelope, StoredMessage, StoredVerdict};
+use maildrop_store::{Headers, StoredEnvelope, StoredMessage, StoredVerdict};
 
 /// Renders an address header as `Name <addr>, …`.
 fn addresses(address: Option<&Address<'_>>) -> Option<String> {
@@ -59,19 +59,7 @@ pub fn stored_message(
             },
             m.body_text(0).map(|t| t.into_owned()),
             m.body_html(0).map(|t| t.into_owned()),
-            m.attachments()
-                .map(|part| Attachment {
-                    name: part.attachment_name().map(str::to_owned),
-                    content_type: part
-                        .content_type()
-                        .map(|ct| match ct.subtype() {
-                            Some(sub) => format!("{}/{}", ct.ctype(), sub),
-                            None => ct.ctype().to_owned(),
-                        })
-                        .unwrap_or_else(|| "application/octet-stream".to_owned()),
-                    size: part.len() as u64,
-                })
-                .collect(),
+            maildrop_store::attachment::list(m),
         ),
         None => (
             Headers::default(),
@@ -176,6 +164,8 @@ Content-Disposition: attachment; filename=a.pdf\r\n\r\nPDFDATA\r\n--b--\r\n";
         assert_eq!(m.attachments.len(), 1);
         assert_eq!(m.attachments[0].name.as_deref(), Some("a.pdf"));
         assert_eq!(m.attachments[0].content_type, "application/pdf");
+        assert_eq!((m.attachments[0].index, m.attachments[0].size), (0, 7));
+        assert!(!m.attachments[0].stripped);
     }
 
     #[test]

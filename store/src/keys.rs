@@ -7,12 +7,19 @@
 //! | `md:{<box>}:msgs` | hash | message id → [`StoredMessage`](crate::StoredMessage) JSON |
 //! | `md:{<box>}:raw` | hash | message id → raw RFC 5322 bytes |
 //! | `md:{<box>}:seen` | sorted set | ids ever stored in the box (the newest 1,000): a redelivered or deleted message is not stored again |
+//! | `md:{<box>}:usage` | hash | `bytes` the box holds (raw + document + summary of each message), `ver` of the last write (see [`crate::usage`]) |
+//! | `md:{@usage}:boxes` | sorted set | mailbox → newest message's received time (ms), for every mailbox that holds bytes: eviction and expiry order |
+//! | `md:{@usage}:box-bytes` | hash | mailbox → bytes it holds, as last synced |
+//! | `md:{@usage}:total` | string | the sum of `box-bytes`, compared with `MAILDROP_STORE_MAX_BYTES` |
+//! | `md:{@usage}:versions` | sorted set | mailbox → `ver` of the last sync applied (entries older than 10 min pruned): a late sync cannot undo a newer one |
 //! | `md:stats` | hash | counters (see [`crate::stats`]) |
 //! | `md:stats:applied` | hash | stream name → last stream sequence counted |
 //! | `md:alias:<alias>` | string | the mailbox an alias delivers to; expires unless revealed again |
 //! | `md:rl:<ip>` | hash | the API rate-limit bucket of one client IP (`tokens`, `ts`); expires when full again |
 //!
-//! All five keys of a mailbox expire together, `retention` after its newest message.
+//! All six keys of a mailbox expire together, `retention` after its newest message's receive
+//! time. The `md:{@usage}:*` keys share one hash tag (with `@`, which no mailbox name has), so
+//! their script is atomic on one cluster slot; they are on another slot than any mailbox.
 
 use std::net::IpAddr;
 
@@ -28,6 +35,7 @@ pub struct MailboxKeys {
     pub msgs: String,
     pub raw: String,
     pub seen: String,
+    pub usage: String,
 }
 
 impl MailboxKeys {
@@ -40,13 +48,27 @@ impl MailboxKeys {
             msgs: format!("{tag}:msgs"),
             raw: format!("{tag}:raw"),
             seen: format!("{tag}:seen"),
+            usage: format!("{tag}:usage"),
         }
     }
 
-    pub fn all(&self) -> [&str; 5] {
-        [&self.index, &self.sums, &self.msgs, &self.raw, &self.seen]
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.index,
+            &self.sums,
+            &self.msgs,
+            &self.raw,
+            &self.seen,
+            &self.usage,
+        ]
     }
 }
+
+/// The global usage keys, in the order the usage script takes them; one hash tag, one slot.
+pub const USAGE_BOXES: &str = "md:{@usage}:boxes";
+pub const USAGE_BOX_BYTES: &str = "md:{@usage}:box-bytes";
+pub const USAGE_VERSIONS: &str = "md:{@usage}:versions";
+pub const USAGE_TOTAL: &str = "md:{@usage}:total";
 
 /// `md:alias:<alias>`.
 pub fn alias(alias: &Mailbox) -> String {
@@ -82,6 +104,14 @@ mod tests {
         for k in keys.all() {
             assert!(k.starts_with("md:{bob.x}:"), "{k}");
         }
+    }
+
+    #[test]
+    fn the_usage_keys_share_a_tag_no_mailbox_can_have() {
+        for k in [USAGE_BOXES, USAGE_BOX_BYTES, USAGE_VERSIONS, USAGE_TOTAL] {
+            assert!(k.starts_with("md:{@usage}:"), "{k}");
+        }
+        assert!(Mailbox::parse("@usage").is_err());
     }
 
     #[test]

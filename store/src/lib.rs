@@ -9,6 +9,10 @@
 //! - [`mailbox`]: [`MailStore`], storing, listing, reading and deleting messages; writes are Lua
 //!   scripts, atomic and idempotent on the message id.
 //! - [`message`]: [`StoredMessage`], what is kept of a message (the API's message document).
+//! - [`attachment`]: which parts are attachments and in what order, extracting one by index (for
+//!   the gateway), and stripping bodies before storing (for the store-writer).
+//! - [`usage`]: the global index of mailboxes by last activity and the bytes they hold, kept by
+//!   [`MailStore`] after every write; the store-writer's byte cap and sweeper read it.
 //! - [`stats`]: the counters the reporter keeps and `/api/stats` shows.
 //! - [`policy`]: [`PolicyStore`], the blocked client IPs (written by the filter and operators) and the
 //!   greylist, both read by the ingest while an SMTP client waits.
@@ -16,15 +20,19 @@
 //! - [`ratelimit`]: the API's per-IP token buckets, shared by every gateway.
 
 pub mod alias;
+pub mod attachment;
 pub mod keys;
 pub mod mailbox;
 pub mod message;
 pub mod policy;
 pub mod ratelimit;
 pub mod stats;
+pub mod usage;
 
 pub use alias::AliasStore;
-pub use mailbox::{Limits, MailStore, StoreOutcome};
+pub use mailbox::{
+    AttachmentLookup, Expiry, Limits, MailStore, Removal, StoreOutcome, StoreReport,
+};
 pub use message::{Attachment, Headers, StoredEnvelope, StoredMessage, StoredVerdict};
 pub use policy::{Greylist, GreylistKey, PolicyStore};
 pub use stats::{Stats, StatsStore};

@@ -3,6 +3,8 @@
 use maildrop_contract::{MessageSummary, RuleHit};
 use serde::{Deserialize, Serialize};
 
+use crate::attachment::StripReason;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMessage {
     #[serde(flatten)]
@@ -13,6 +15,16 @@ pub struct StoredMessage {
     pub html: Option<String>,
     pub attachments: Vec<Attachment>,
     pub verdict: Option<StoredVerdict>,
+}
+
+impl StoredMessage {
+    /// Sets every attachment's `index` to its position, which is what it is by construction;
+    /// documents stored before `index` existed read as all zeros otherwise.
+    pub fn number_attachments(&mut self) {
+        for (i, a) in self.attachments.iter_mut().enumerate() {
+            a.index = i;
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,11 +48,26 @@ pub struct Headers {
     pub message_id: Option<String>,
 }
 
+/// One attachment, as listed in the message document.
+///
+/// `index` is the attachment's position among the message's attachments, the `{index}` of
+/// `…/attachments/{index}`; [`crate::attachment::extract`] finds the same part by it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
+    /// Documents written before this field existed lack it; [`StoredMessage::number_attachments`]
+    /// fills it in from the position on read.
+    #[serde(default)]
+    pub index: usize,
     pub name: Option<String>,
     pub content_type: String,
+    /// Decoded size in bytes, as received (also when the body was stripped).
     pub size: u64,
+    /// The body was removed before storing (see [`crate::attachment`]): listed, not downloadable.
+    #[serde(default)]
+    pub stripped: bool,
+    /// Why it was stripped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripped_reason: Option<StripReason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -24,6 +24,8 @@ pub enum Counter {
     Stored,
     Deleted,
     Cleared,
+    /// Mailboxes the store-writer's sweeper found past their retention.
+    Expired,
 }
 
 const REJECTED_BY: &str = "rejected_by:";
@@ -39,6 +41,7 @@ impl Counter {
             Self::Stored => "stored".into(),
             Self::Deleted => "deleted".into(),
             Self::Cleared => "cleared".into(),
+            Self::Expired => "expired".into(),
         }
     }
 }
@@ -54,6 +57,9 @@ pub struct Stats {
     pub stored: u64,
     pub deleted: u64,
     pub cleared: u64,
+    /// Added after the others: absent from documents written before it.
+    #[serde(default)]
+    pub expired: u64,
 }
 
 impl Stats {
@@ -68,6 +74,7 @@ impl Stats {
                 "stored" => stats.stored = n,
                 "deleted" => stats.deleted = n,
                 "cleared" => stats.cleared = n,
+                "expired" => stats.expired = n,
                 other => {
                     if let Some(rule) = other.strip_prefix(REJECTED_BY) {
                         stats.rejected_by_rule.insert(rule.to_owned(), n);

@@ -71,6 +71,54 @@ pub async fn raw(
         .into_response())
 }
 
+/// `GET …/attachments/{index}`: one attachment's decoded bytes, as a download (never rendered by
+/// the browser: `Content-Disposition: attachment` and `nosniff`, whatever type the sender claimed).
+pub async fn attachment(
+    State(state): State<AppState>,
+    Path((mailbox, id, index)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (mailbox, id) = parse(&mailbox, &id)?;
+    let index: usize = index
+        .parse()
+        .map_err(|_| ApiError::InvalidParameter { name: "index", expected: "an attachment number from 0" })?;
+    let doc = state.mail.get(&mailbox, &id).await?.ok_or(ApiError::MessageNotFound)?;
+    let listed = doc.attachments.iter().find(|a| a.index == index).ok_or(ApiError::AttachmentNotFound)?;
+    if listed.stripped {
+        return Err(ApiError::AttachmentStripped);
+    }
+    let raw = state.mail.raw(&mailbox, &id).await?.ok_or(ApiError::MessageNotFound)?;
+    let part = maildrop_store::attachment::extract(&raw, index).ok_or(ApiError::AttachmentNotFound)?;
+    let name = part
+        .name
+        .as_deref()
+        .map(download_name)
+        .unwrap_or_else(|| format!("attachment-{index}"));
+    let disposition = format!("attachment; filename=\"{name}\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+        ],
+        part.body,
+    )
+        .into_response())
+}
+
+/// A file name safe inside a quoted header value: printable ASCII without quotes, slashes or
+/// backslashes (anything else becomes `_`), at most 100 characters; `attachment` if nothing
+/// readable is left.
+fn download_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .take(100)
+        .map(|c| if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '/') || c == ' ' { c } else { '_' })
+        .collect();
+    if cleaned.chars().any(|c| c.is_ascii_alphanumeric()) { cleaned } else { "attachment".into() }
+}
+
 /// `GET …/html`: the sanitised HTML body as its own document, for a sandboxed frame on our page,
 /// under a policy that allows no script and nothing remote.
 pub async fn html(
@@ -148,6 +196,15 @@ pub async fn publish(state: &AppState, event: &MailboxEvent) -> Result<(), ApiEr
 #[cfg(test)]
 mod tests {
     use super::sanitize;
+
+    #[test]
+    fn download_names_cannot_break_the_header_or_the_path() {
+        assert_eq!(super::download_name("report.pdf"), "report.pdf");
+        assert_eq!(super::download_name("../../etc/passwd"), ".._.._etc_passwd");
+        assert_eq!(super::download_name("a\"b\r\nX: y"), "a_b__X: y");
+        assert_eq!(super::download_name("été.txt"), "_t_.txt");
+        assert_eq!(super::download_name("\r\n"), "attachment");
+    }
 
     #[test]
     fn scripts_handlers_and_remote_tricks_are_removed() {

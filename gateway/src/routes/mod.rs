@@ -38,6 +38,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/mailboxes/{mailbox}/messages/{id}/raw", get(message::raw))
         .route(
+            "/mailboxes/{mailbox}/messages/{id}/attachments/{index}",
+            get(message::attachment),
+        )
+        .route(
             "/mailboxes/{mailbox}/messages/{id}/html",
             get(message::html),
         )
