@@ -67,11 +67,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start nats-server (and redis-server) and the stages in this process, then measure.
+    /// Start nats-server, redis-server and the stages in this process, then measure.
     ///
-    /// `ingest`: nats-server and the ingest; 1 KiB, then 20 KiB. `pipeline`: nats-server,
-    /// redis-server and all five stages; the mix, with end-to-end latency over NATS and
-    /// WebSocket. Each stops by itself within about two minutes.
+    /// `ingest`: the ingest alone (with its NATS and Redis); 1 KiB, then 20 KiB. `pipeline`: all
+    /// five stages; the mix, with end-to-end latency over NATS and WebSocket. Each stops by itself
+    /// within about two minutes.
     Scenario {
         #[arg(value_enum)]
         name: ScenarioName,

@@ -1,8 +1,10 @@
 //! The self-contained scenarios behind `make bench`: they start what they measure.
 //!
-//! - `ingest`: nats-server and the ingest; the reference load (20 sessions, one message per
-//!   connection) at 1 KiB, then at 20 KiB. Measures what a sender sees: accepted messages per
-//!   second and the SMTP transaction latency, which includes the JetStream publish and its ack.
+//! - `ingest`: nats-server, redis-server and the ingest; the reference load (20 sessions, one
+//!   message per connection) at 1 KiB, then at 20 KiB. Measures what a sender sees: accepted
+//!   messages per second and the SMTP transaction latency, which includes the JetStream publish
+//!   and its ack. The ingest gets its Redis because it asks it about every connection (blocked
+//!   IPs): without one it would skip that work and look faster than it runs in production.
 //! - `pipeline`: nats-server, redis-server and all five stages; the size mix, with latency from the
 //!   `250` to the `stored` event on NATS and to the WebSocket push.
 //!
@@ -124,7 +126,8 @@ async fn ingest(duration: Duration, load: &LoadArgs) -> anyhow::Result<ScenarioR
         machine,
         runs,
         notes: vec![
-            "In-process: the load generator and the ingest share this process (on separate tokio runtimes) and the machine's cores, so the CPU and peak-RSS lines of this process are both together; nats-server is a separate process and has its own line.".into(),
+            "In-process: the load generator and the ingest share this process (on separate tokio runtimes) and the machine's cores, so the CPU and peak-RSS lines of this process are both together; nats-server and redis-server are separate processes with their own lines.".into(),
+            "The ingest runs with its default settings and its Redis (a blocked-IP lookup per connection); 127.0.0.0/8 is exempt from its per-IP limits by default, as it is for a local relay.".into(),
             "SMTP latency runs from MAIL FROM to the 250 after DATA; the ingest answers 250 only after JetStream acknowledged the message (file storage), so it includes that publish.".into(),
             format!(
                 "Each run follows a warm-up of {} messages that is not counted; the JetStream store keeps every message of every run (nothing consumes them in this scenario).",

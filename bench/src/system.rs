@@ -1,4 +1,4 @@
-//! The system under test, started by a scenario: real `nats-server` (and `redis-server`) from the
+//! The system under test, started by a scenario: real `nats-server` and `redis-server` from the
 //! testkit, and the stages in this process through their libraries' `run` functions, as
 //! `e2e/tests/common/mod.rs` does.
 //!
@@ -68,15 +68,26 @@ pub fn stage_args(stage: Stage, nats: &str, redis: Option<&str>, domain: &str) -
         ]
     };
     match stage {
-        Stage::Ingest => args.extend(["--domains".to_owned(), domain.to_owned()]),
+        Stage::Ingest => {
+            args.extend(redis());
+            args.extend(["--domains".to_owned(), domain.to_owned()]);
+        }
         Stage::Filter => {}
         Stage::StoreWriter | Stage::Reporter => args.extend(redis()),
         Stage::Gateway => {
             args.extend(redis());
             args.extend(["--domains".to_owned(), domain.to_owned()]);
+            // The probes' WebSocket upgrades all come from 127.0.0.1; the per-IP request limit is
+            // for the internet, not for our own instruments.
+            args.extend(["--rate-limit".to_owned(), "off".to_owned()]);
         }
     }
     args
+}
+
+/// Whether `stage` talks to Redis (the ingest does: blocked IPs, greylisting and aliases).
+pub fn uses_redis(stage: Stage) -> bool {
+    !matches!(stage, Stage::Filter)
 }
 
 struct Running {
@@ -99,9 +110,7 @@ impl InProcess {
     /// Starts nats-server (and redis-server if a stage needs it), then `stages`, and waits until
     /// the ingest greets and the gateway answers.
     pub async fn start(stages: &[Stage], domain: &str) -> anyhow::Result<Self> {
-        let needs_redis = stages
-            .iter()
-            .any(|s| matches!(s, Stage::StoreWriter | Stage::Gateway | Stage::Reporter));
+        let needs_redis = stages.iter().any(|&s| uses_redis(s));
         eprintln!(
             "maildrop-bench: starting nats-server{}…",
             if needs_redis { " and redis-server" } else { "" }
@@ -314,10 +323,12 @@ mod tests {
     }
 
     #[test]
-    fn the_ingest_gets_the_bench_domain() {
-        let args = stage_args(Stage::Ingest, "nats://x", None, "bench.test");
+    fn the_ingest_gets_the_bench_domain_and_redis() {
+        let args = stage_args(Stage::Ingest, "nats://x", Some("redis://y"), "bench.test");
         let config = maildrop_ingest::Config::try_parse_from(args).unwrap();
         assert_eq!(config.domains.domains, ["bench.test"]);
         assert_eq!(config.nats.url, "nats://x");
+        assert_eq!(config.redis.url, "redis://y");
+        assert!(uses_redis(Stage::Ingest) && !uses_redis(Stage::Filter));
     }
 }
