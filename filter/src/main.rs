@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
     match shutdown::join(run, &cancel, Duration::from_secs(30)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "maildrop-filter stopped.");
+            tracing::error!(error = %telemetry::chain(&e), "maildrop-filter stopped.");
             ExitCode::FAILURE
         }
     }

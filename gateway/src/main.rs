@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
     match shutdown::join(run, &cancel, Duration::from_secs(30)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "maildrop-gateway stopped.");
+            tracing::error!(error = %telemetry::chain(&e), "maildrop-gateway stopped.");
             ExitCode::FAILURE
         }
     }

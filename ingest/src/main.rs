@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
     match shutdown::join(run, &cancel, grace).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "maildrop-ingest stopped.");
+            tracing::error!(error = %telemetry::chain(&e), "maildrop-ingest stopped.");
             ExitCode::FAILURE
         }
     }

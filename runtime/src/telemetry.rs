@@ -17,3 +17,16 @@ pub fn init(args: &LogArgs) -> Result<(), String> {
     };
     result.map_err(|e| format!("logging already initialised: {e}"))
 }
+
+/// An error and its causes on one line (`outer: cause: root cause`), for the last log line of a
+/// stage that stops on an error.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
     match shutdown::join(run, &cancel, Duration::from_secs(30)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "maildrop-store-writer stopped.");
+            tracing::error!(error = %telemetry::chain(&e), "maildrop-store-writer stopped.");
             ExitCode::FAILURE
         }
     }
