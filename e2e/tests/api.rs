@@ -234,11 +234,17 @@ Content-Transfer-Encoding: base64\r\n\r\nPHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\r\
     maildrop_testkit::smtp::send_raw(p.smtp, "a@example.org", &[&p.address("att")], raw).await?;
     let list = p.wait_for_inbox("att", 1, Duration::from_secs(30)).await?;
     let id = list[0]["id"].as_str().unwrap();
-    let (_, doc) = p.get_json(&format!("/api/mailboxes/att/messages/{id}")).await?;
+    let (_, doc) = p
+        .get_json(&format!("/api/mailboxes/att/messages/{id}"))
+        .await?;
     assert_eq!(doc["attachments"][0]["index"], 0);
     assert_eq!(doc["attachments"][0]["stripped"], false);
 
-    let resp = p.http_client.get(p.url(&format!("/api/mailboxes/att/messages/{id}/attachments/0"))).send().await?;
+    let resp = p
+        .http_client
+        .get(p.url(&format!("/api/mailboxes/att/messages/{id}/attachments/0")))
+        .send()
+        .await?;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/octet-stream");
     let disposition = resp.headers()["content-disposition"].to_str()?.to_owned();
@@ -246,7 +252,9 @@ Content-Transfer-Encoding: base64\r\n\r\nPHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==\r\
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     assert_eq!(&resp.bytes().await?[..], b"<script>alert(1)</script>");
 
-    let (status, body) = p.get_json(&format!("/api/mailboxes/att/messages/{id}/attachments/5")).await?;
+    let (status, body) = p
+        .get_json(&format!("/api/mailboxes/att/messages/{id}/attachments/5"))
+        .await?;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "attachment_not_found");
     Ok(())

@@ -45,7 +45,9 @@ impl ApiError {
             Self::InvalidMailbox(_) | Self::InvalidId(_) | Self::InvalidParameter { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            Self::MessageNotFound | Self::AttachmentNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MessageNotFound | Self::AttachmentNotFound | Self::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::AttachmentStripped => StatusCode::GONE,
             Self::RateLimited { .. } | Self::TooManyWatchers { .. } => {
                 StatusCode::TOO_MANY_REQUESTS

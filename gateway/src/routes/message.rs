@@ -78,16 +78,30 @@ pub async fn attachment(
     Path((mailbox, id, index)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (mailbox, id) = parse(&mailbox, &id)?;
-    let index: usize = index
-        .parse()
-        .map_err(|_| ApiError::InvalidParameter { name: "index", expected: "an attachment number from 0" })?;
-    let doc = state.mail.get(&mailbox, &id).await?.ok_or(ApiError::MessageNotFound)?;
-    let listed = doc.attachments.iter().find(|a| a.index == index).ok_or(ApiError::AttachmentNotFound)?;
+    let index: usize = index.parse().map_err(|_| ApiError::InvalidParameter {
+        name: "index",
+        expected: "an attachment number from 0",
+    })?;
+    let doc = state
+        .mail
+        .get(&mailbox, &id)
+        .await?
+        .ok_or(ApiError::MessageNotFound)?;
+    let listed = doc
+        .attachments
+        .iter()
+        .find(|a| a.index == index)
+        .ok_or(ApiError::AttachmentNotFound)?;
     if listed.stripped {
         return Err(ApiError::AttachmentStripped);
     }
-    let raw = state.mail.raw(&mailbox, &id).await?.ok_or(ApiError::MessageNotFound)?;
-    let part = maildrop_store::attachment::extract(&raw, index).ok_or(ApiError::AttachmentNotFound)?;
+    let raw = state
+        .mail
+        .raw(&mailbox, &id)
+        .await?
+        .ok_or(ApiError::MessageNotFound)?;
+    let part =
+        maildrop_store::attachment::extract(&raw, index).ok_or(ApiError::AttachmentNotFound)?;
     let name = part
         .name
         .as_deref()
@@ -96,10 +110,14 @@ pub async fn attachment(
     let disposition = format!("attachment; filename=\"{name}\"");
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
             (
                 header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
             ),
         ],
         part.body,
@@ -114,9 +132,19 @@ fn download_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .take(100)
-        .map(|c| if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '/') || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '/') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if cleaned.chars().any(|c| c.is_ascii_alphanumeric()) { cleaned } else { "attachment".into() }
+    if cleaned.chars().any(|c| c.is_ascii_alphanumeric()) {
+        cleaned
+    } else {
+        "attachment".into()
+    }
 }
 
 /// `GET …/html`: the sanitised HTML body as its own document, for a sandboxed frame on our page,
