@@ -112,11 +112,12 @@ pub fn stored_message(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use maildrop_contract::{MessageId, event};
 
-    fn fixtures() -> (Mailbox, Envelope, Verdict) {
+    /// A mailbox, an envelope and an accepting verdict, for the tests of this crate.
+    pub(crate) fn fixtures() -> (Mailbox, Envelope, Verdict) {
         let mailbox = Mailbox::parse("bob").unwrap();
         let envelope = Envelope {
             id: MessageId::new(),

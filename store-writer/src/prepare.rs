@@ -94,7 +94,6 @@ pub fn prepare<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maildrop_contract::{MessageId, event};
 
     fn attachment(index: usize, size: u64) -> Attachment {
         Attachment {
@@ -129,35 +128,7 @@ mod tests {
         );
     }
 
-    fn fixtures() -> (Mailbox, Envelope, Verdict) {
-        let mailbox = Mailbox::parse("bob").unwrap();
-        let envelope = Envelope {
-            id: MessageId::new(),
-            client_ip: "192.0.2.1".parse().unwrap(),
-            helo: "h".into(),
-            mail_from: "env@example.org".into(),
-            rcpt_to: vec!["bob@maildrop.localhost".into()],
-            mailboxes: vec![mailbox.clone()],
-            received_ms: 5,
-            size: 10,
-        };
-        let verdict = Verdict {
-            v: event::VERSION,
-            id: envelope.id,
-            received_seq: 1,
-            mailboxes: vec![mailbox.clone()],
-            accepted: true,
-            score: 0.0,
-            threshold: 5.0,
-            hits: vec![],
-            ruleset: "r".into(),
-            client_ip: "192.0.2.1".into(),
-            mail_from: "env@example.org".into(),
-            size: 10,
-            received_ms: 5,
-        };
-        (mailbox, envelope, verdict)
-    }
+    use crate::parse::tests::fixtures;
 
     const RAW: &[u8] = b"From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
 Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n\
