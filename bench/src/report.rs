@@ -21,6 +21,10 @@ pub struct ResourceReport {
     pub children: Vec<(String, Duration, u64)>,
     /// Wall time the CPU figures cover.
     pub wall: Duration,
+    /// All cores together: time busy and time in total over the run (from `/proc/stat`).
+    pub machine: Option<(Duration, Duration)>,
+    /// CPU of the stages' threads in this process (scenarios only; zero otherwise).
+    pub stages: Duration,
     /// What this process is (e.g. "bench client and the ingest, in-process").
     pub note: Option<String>,
 }
@@ -48,12 +52,37 @@ impl ResourceReport {
                 (a.name.clone(), cpu, a.usage.peak_rss_kib)
             })
             .collect();
+        let machine = match (before.machine, after.machine) {
+            (Some(b), Some(a)) => Some((
+                a.busy.saturating_sub(b.busy),
+                a.total.saturating_sub(b.total),
+            )),
+            _ => None,
+        };
         Self {
             process,
             children,
             wall,
+            machine,
+            stages: after.stage_threads.saturating_sub(before.stage_threads),
             note,
         }
+    }
+
+    /// CPU of this process and its children over the run.
+    pub fn ours(&self) -> Duration {
+        self.process.map_or(Duration::ZERO, |(cpu, _)| cpu)
+            + self
+                .children
+                .iter()
+                .map(|(_, cpu, _)| *cpu)
+                .sum::<Duration>()
+    }
+
+    /// CPU that other processes on the machine used during the run (busy time not ours).
+    pub fn others(&self) -> Option<Duration> {
+        self.machine
+            .map(|(busy, _)| busy.saturating_sub(self.ours()))
     }
 }
 
@@ -171,20 +200,48 @@ impl RunReport {
         }
         if let Some(r) = &self.resources {
             if let Some((cpu, peak)) = r.process {
-                let what = r.note.as_deref().unwrap_or("this process");
                 rows.push([
                     "CPU, this process".into(),
                     format!(
-                        "{} ({:.0} % of one core over {}; {} per accepted message) — {what}",
+                        "{} ({:.0} % of one core over {}) — {}",
                         human_duration(cpu),
                         100.0 * cpu.as_secs_f64() / r.wall.as_secs_f64().max(1e-9),
                         human_duration(r.wall),
-                        human_us(per_message_us(cpu, o.accepted)),
+                        r.note.as_deref().unwrap_or("this process"),
                     ),
                 ]);
+                if !r.stages.is_zero() {
+                    rows.push([
+                        "… of which the stages".into(),
+                        format!(
+                            "{} ({} per accepted message; threads `{}`)",
+                            human_duration(r.stages),
+                            human_us(per_message_us(r.stages, o.accepted)),
+                            resources::STAGE_THREAD,
+                        ),
+                    ]);
+                    rows.push([
+                        "… of which the load generator".into(),
+                        format!(
+                            "{} (SMTP client, message generation, probes)",
+                            human_duration(cpu.saturating_sub(r.stages))
+                        ),
+                    ]);
+                }
                 rows.push([
                     "peak RSS, this process".into(),
                     format!("{:.1} MiB (VmHWM, since start)", resources::mib(peak)),
+                ]);
+            }
+            if let (Some((busy, total)), Some(others)) = (r.machine, r.others()) {
+                rows.push([
+                    "machine CPU during the run".into(),
+                    format!(
+                        "{:.0} % of all cores busy; other processes used {} ({:.0} % of one core)",
+                        100.0 * busy.as_secs_f64() / total.as_secs_f64().max(1e-9),
+                        human_duration(others),
+                        100.0 * others.as_secs_f64() / r.wall.as_secs_f64().max(1e-9),
+                    ),
                 ]);
             }
             for (name, cpu, peak) in &r.children {
@@ -225,6 +282,10 @@ impl RunReport {
             json!({
                 "note": r.note,
                 "wall_s": r.wall.as_secs_f64(),
+                "stages_cpu_s": r.stages.as_secs_f64(),
+                "machine_busy_s": r.machine.map(|(busy, _)| busy.as_secs_f64()),
+                "machine_total_s": r.machine.map(|(_, total)| total.as_secs_f64()),
+                "others_cpu_s": r.others().map(|d| d.as_secs_f64()),
                 "process": r.process.map(|(cpu, peak)| json!({
                     "cpu_s": cpu.as_secs_f64(),
                     "peak_rss_mib": round1(resources::mib(peak)),
@@ -407,6 +468,8 @@ mod tests {
                 process: Some((Duration::from_millis(300), 2048)),
                 children: vec![("nats-server".into(), Duration::from_millis(150), 4096)],
                 wall: Duration::from_secs(3),
+                machine: Some((Duration::from_millis(3000), Duration::from_secs(6))),
+                stages: Duration::from_millis(210),
                 note: Some("client and ingest".into()),
             }),
         }
@@ -439,13 +502,17 @@ mod tests {
         assert!(t.contains("20 sessions, 1 message per connection"), "{t}");
         assert!(t.contains("stopped by message count"), "{t}");
         assert!(t.contains("3.00 ms / 4.00 ms / 4.00 ms"), "{t}");
-        assert!(
-            t.contains("10 % of one core over 3.00 s; 100 ms per accepted message"),
-            "{t}"
-        );
+        assert!(t.contains("300 ms (10 % of one core over 3.00 s)"), "{t}");
+        assert!(t.contains("210 ms (70.0 ms per accepted message"), "{t}");
+        assert!(t.contains("90 ms (SMTP client"), "{t}");
         assert!(t.contains("client and ingest"), "{t}");
         assert!(t.contains("nats-server (child process)"), "{t}");
         assert!(t.contains("peak RSS 4.0 MiB"), "{t}");
+        // 3 s busy of 6 s of two cores; 0.3 + 0.15 s of it ours.
+        assert!(
+            t.contains("50 % of all cores busy; other processes used 2.55 s (85 % of one core)"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -457,6 +524,7 @@ mod tests {
         assert_eq!(j["smtp_latency"]["count"], 3);
         assert_eq!(j["resources"]["children"][0]["name"], "nats-server");
         assert_eq!(j["resources"]["process"]["peak_rss_mib"], 2.0);
+        assert_eq!(j["resources"]["others_cpu_s"], 2.55);
     }
 
     #[test]

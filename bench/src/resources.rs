@@ -6,6 +6,12 @@
 //!   (not per run).
 //! - Children: the pids in `/proc/self/task/*/children`, here the `nats-server` and
 //!   `redis-server` a scenario started.
+//! - The stages' share of this process: the CPU of the threads named [`STAGE_THREAD`] (the
+//!   runtime a scenario runs the stages on), from `/proc/self/task/<tid>/stat`. A thread that ended
+//!   during the run takes its CPU time with it, so this share can only be too small, never too large.
+//! - The whole machine: busy and total time of all cores from the `cpu` line of `/proc/stat`, so
+//!   a report can say how much CPU *other* processes took during the run (a build running next to a
+//!   benchmark changes its numbers).
 //!
 //! On a system without `/proc` the snapshot is empty and the report says "not available".
 
@@ -28,11 +34,24 @@ pub struct Process {
     pub usage: Usage,
 }
 
-/// This process and its children at one moment.
+/// The name of the threads the stages run on in a scenario.
+pub const STAGE_THREAD: &str = "maildrop-stage";
+
+/// Time all cores together spent busy, and in total, since boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineTime {
+    pub busy: Duration,
+    pub total: Duration,
+}
+
+/// This process, its children and the machine at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub process: Option<Usage>,
     pub children: Vec<Process>,
+    pub machine: Option<MachineTime>,
+    /// CPU of this process's live [`STAGE_THREAD`] threads.
+    pub stage_threads: Duration,
 }
 
 impl Snapshot {
@@ -49,11 +68,51 @@ impl Snapshot {
                 })
             })
             .collect();
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| parse_machine_ticks(&stat))
+            .map(|(busy, total)| MachineTime {
+                busy: ticks_to_duration(busy, clock_ticks()),
+                total: ticks_to_duration(total, clock_ticks()),
+            });
         Self {
             process: usage(Path::new("/proc/self")),
             children,
+            machine,
+            stage_threads: threads_cpu(STAGE_THREAD),
         }
     }
+}
+
+/// CPU of this process's threads named `name`.
+fn threads_cpu(name: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let ticks: u64 = tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| parse_cpu_ticks(&stat))
+        .sum();
+    ticks_to_duration(ticks, clock_ticks())
+}
+
+/// Busy and total ticks of all cores from the text of `/proc/stat`: busy is user, nice, system,
+/// irq, softirq and steal; total adds idle and iowait. (Guest time is already inside user.)
+pub fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let field = |i: usize| v.get(i).copied().unwrap_or(0);
+    let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
+    let total = busy + field(3) + field(4);
+    (v.len() >= 4).then_some((busy, total))
 }
 
 /// CPU used between two snapshots of one process (zero if the clock went backwards).
@@ -143,6 +202,14 @@ mod tests {
         assert_eq!(parse_cpu_ticks(STAT), Some(187));
         assert_eq!(parse_cpu_ticks("1 (x) S 1 2"), None);
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn machine_time_is_read_from_the_cpu_line() {
+        let stat = "cpu  100 5 50 1000 20 3 2 1 40 0\ncpu0 50 2 25 500 10 1 1 0 20 0\n";
+        assert_eq!(parse_machine_ticks(stat), Some((161, 1181)));
+        assert_eq!(parse_machine_ticks("cpu0 1 2 3 4\n"), None);
+        assert_eq!(parse_machine_ticks("cpu  1 x 3 4\n"), None);
     }
 
     #[test]

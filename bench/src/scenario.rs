@@ -182,6 +182,8 @@ pub struct Machine {
     pub cpus: usize,
     pub memory_kib: Option<u64>,
     pub kernel: Option<String>,
+    /// `/proc/loadavg` (1, 5 and 15 minutes) when the scenario started.
+    pub load_average: Option<String>,
     pub nats_server: Option<String>,
     pub redis_server: Option<String>,
 }
@@ -196,6 +198,9 @@ impl Machine {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .ok()
                 .map(|s| s.trim().to_owned()),
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
             nats_server: version_of("nats-server"),
             redis_server: version_of("redis-server"),
         }
@@ -211,6 +216,10 @@ impl Machine {
                     .map_or_else(unknown, |k| format!("{:.1} GiB", mib(k) / 1024.0)),
             ],
             vec!["Linux".into(), self.kernel.clone().unwrap_or_else(unknown)],
+            vec![
+                "load average at start".into(),
+                self.load_average.clone().unwrap_or_else(unknown),
+            ],
             vec![
                 "nats-server".into(),
                 self.nats_server.clone().unwrap_or_else(unknown),
@@ -240,6 +249,7 @@ impl Machine {
             "cpus": self.cpus,
             "memory_kib": self.memory_kib,
             "kernel": self.kernel,
+            "load_average": self.load_average,
             "nats_server": self.nats_server,
             "redis_server": self.redis_server,
             "release_build": !cfg!(debug_assertions),
@@ -280,7 +290,7 @@ mod tests {
     #[test]
     fn the_machine_table_says_what_it_does_not_know() {
         let t = Machine::default().table();
-        assert!(t.contains("| memory         | unknown"), "{t}");
+        assert!(t.contains("| memory                | unknown"), "{t}");
         assert!(t.contains("maildrop-bench"));
     }
 }

@@ -122,7 +122,7 @@ impl InProcess {
             None
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("maildrop-stage")
+            .thread_name(crate::resources::STAGE_THREAD)
             .enable_all()
             .build()
             .context("cannot build the stages' runtime")?;
@@ -215,40 +215,34 @@ impl InProcess {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if stages.contains(&Stage::Ingest) {
-            let addr = system.smtp;
+        match system.ready(stages.contains(&Stage::Ingest)).await {
+            Ok(()) => Ok(system),
+            Err(e) => match system.stop().await {
+                Ok(()) => Err(e),
+                Err(why) => Err(e.context(format!("stages stopped: {why}"))),
+            },
+        }
+    }
+
+    /// Waits until the ingest greets and the gateway answers `/healthz`.
+    async fn ready(&self, ingest: bool) -> anyhow::Result<()> {
+        if ingest {
+            let addr = self.smtp;
             wait_until(READY, "the ingest to greet", || async move {
                 let mut s = TcpStream::connect(addr).await.ok()?;
                 let mut buf = [0u8; 3];
                 s.read_exact(&mut buf).await.ok()?;
                 (&buf == b"220").then_some(())
             })
-            .await
-            .map_err(|e| system.explain(e))?;
+            .await?;
         }
-        if let Some(addr) = system.http {
+        if let Some(addr) = self.http {
             wait_until(READY, "the gateway to answer /healthz", || async move {
                 http_ok(addr, "/healthz").await.then_some(())
             })
-            .await
-            .map_err(|e| system.explain(e))?;
+            .await?;
         }
-        Ok(system)
-    }
-
-    /// A start-up failure, with the reason of any stage that has already stopped.
-    fn explain(&self, e: anyhow::Error) -> anyhow::Error {
-        let stopped: Vec<&str> = self
-            .running
-            .iter()
-            .filter(|r| r.handle.is_finished())
-            .map(|r| r.stage.name())
-            .collect();
-        if stopped.is_empty() {
-            e
-        } else {
-            e.context(format!("stage(s) stopped early: {}", stopped.join(", ")))
-        }
+        Ok(())
     }
 
     /// Cancels every stage and waits for it, then stops the servers.
