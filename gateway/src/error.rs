@@ -73,6 +73,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::hub::WatchError> for ApiError {
+    fn from(e: crate::hub::WatchError) -> Self {
+        Self::BusUnavailable(e.into())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         Self::StoreUnavailable(e)

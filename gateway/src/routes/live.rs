@@ -59,11 +59,7 @@ pub async fn websocket(
 ) -> Result<Response, ApiError> {
     let mailbox = Mailbox::parse(&name)?;
     let slot = slot(&state, peer, &headers)?;
-    let watch = state
-        .hub
-        .watch(&mailbox, resume.after)
-        .await
-        .map_err(|e| ApiError::BusUnavailable(e.into()))?;
+    let watch = state.hub.watch(&mailbox, resume.after).await?;
     let cancel = state.cancel.clone();
     Ok(upgrade.on_upgrade(move |socket: WebSocket| async move {
         let _slot = slot;
@@ -126,11 +122,7 @@ pub async fn sse(
     let mailbox = Mailbox::parse(&name)?;
     let slot = slot(&state, peer, &headers)?;
     let after = resume_point(&headers, &resume);
-    let watch = state
-        .hub
-        .watch(&mailbox, after)
-        .await
-        .map_err(|e| ApiError::BusUnavailable(e.into()))?;
+    let watch = state.hub.watch(&mailbox, after).await?;
     let cancel = state.cancel.clone();
     // The slot travels with the stream and is freed when the client goes.
     let events = futures::stream::unfold((watch, slot), |(mut watch, slot)| async move {
@@ -179,11 +171,7 @@ pub async fn wait(
     .min(MAX_WAIT);
     let newer = |m: &MessageSummary| after.is_none_or(|a| m.id > a);
     // Watch first, then look: a message stored in between is in the feed.
-    let mut watch = state
-        .hub
-        .watch(&mailbox, None)
-        .await
-        .map_err(|e| ApiError::BusUnavailable(e.into()))?;
+    let mut watch = state.hub.watch(&mailbox, None).await?;
     let listed = state.mail.list(&mailbox).await?;
     // Newest first: the oldest message newer than `after` is the one the client is waiting for.
     if let Some(found) = listed.into_iter().rev().find(|m| newer(m)) {
