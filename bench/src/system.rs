@@ -108,7 +108,11 @@ pub struct InProcess {
 
 impl InProcess {
     /// Starts nats-server (and redis-server if a stage needs it), then `stages`, and waits until
-    /// the ingest greets and the gateway answers.
+    /// the ingest greets, the gateway answers and every stage is still running.
+    ///
+    /// The ingest starts first and alone: it creates the JetStream streams before it greets, so
+    /// the other stages find them made. (Every stage makes sure the streams exist, and several
+    /// creating the same stream at once can fail with "cannot create or update stream".)
     pub async fn start(stages: &[Stage], domain: &str) -> anyhow::Result<Self> {
         let needs_redis = stages.iter().any(|&s| uses_redis(s));
         eprintln!(
@@ -128,95 +132,48 @@ impl InProcess {
             .context("cannot build the stages' runtime")?;
         let smtp_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let http_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let smtp = smtp_listener.local_addr()?;
-        let http = stages
-            .contains(&Stage::Gateway)
-            .then(|| http_listener.local_addr())
-            .transpose()?;
         let mut system = Self {
             nats,
             redis,
-            smtp,
-            http,
-            runtime: None,
+            smtp: smtp_listener.local_addr()?,
+            http: None,
+            runtime: Some(runtime),
             running: Vec::new(),
         };
+        let mut order: Vec<Stage> = stages.to_vec();
+        order.sort_by_key(|&s| s != Stage::Ingest);
         let mut listeners = (Some(smtp_listener), Some(http_listener));
-        for &stage in stages {
-            let args = stage_args(
-                stage,
-                &system.nats.url(),
-                system.redis.as_ref().map(|r| r.url()).as_deref(),
-                domain,
-            );
-            let cancel = CancellationToken::new();
-            let c = cancel.clone();
-            let fail = move |e: &dyn std::fmt::Display| format!("{} stopped: {e}", stage.name());
-            let handle = match stage {
-                Stage::Ingest => {
-                    let config = maildrop_ingest::Config::try_parse_from(args)?;
-                    let listener = listeners.0.take().expect("one ingest");
-                    runtime.spawn(async move {
-                        listener.set_nonblocking(true).map_err(|e| fail(&e))?;
-                        let listener =
-                            tokio::net::TcpListener::from_std(listener).map_err(|e| fail(&e))?;
-                        maildrop_ingest::run(config, listener, c)
-                            .await
-                            .map_err(|e| fail(&e))
-                    })
+        let outcome: anyhow::Result<()> = async {
+            for stage in order {
+                let listener = match stage {
+                    Stage::Ingest => listeners.0.take(),
+                    Stage::Gateway => {
+                        let l = listeners.1.take();
+                        system.http = l.as_ref().map(|l| l.local_addr()).transpose()?;
+                        l
+                    }
+                    _ => None,
+                };
+                system.spawn(stage, listener, domain)?;
+                if stage == Stage::Ingest {
+                    system.wait_for_greeting().await?;
                 }
-                Stage::Filter => {
-                    let config = maildrop_filter::Config::try_parse_from(args)?;
-                    runtime.spawn(async move {
-                        maildrop_filter::run(config, c).await.map_err(|e| fail(&e))
-                    })
-                }
-                Stage::StoreWriter => {
-                    let config = maildrop_store_writer::Config::try_parse_from(args)?;
-                    runtime.spawn(async move {
-                        maildrop_store_writer::run(config, c)
-                            .await
-                            .map_err(|e| fail(&e))
-                    })
-                }
-                Stage::Reporter => {
-                    let config = maildrop_reporter::Config::try_parse_from(args)?;
-                    runtime.spawn(async move {
-                        maildrop_reporter::run(config, c)
-                            .await
-                            .map_err(|e| fail(&e))
-                    })
-                }
-                Stage::Gateway => {
-                    let config = maildrop_gateway::Config::try_parse_from(args)?;
-                    let listener = listeners.1.take().expect("one gateway");
-                    runtime.spawn(async move {
-                        listener.set_nonblocking(true).map_err(|e| fail(&e))?;
-                        let listener =
-                            tokio::net::TcpListener::from_std(listener).map_err(|e| fail(&e))?;
-                        maildrop_gateway::run(config, listener, c)
-                            .await
-                            .map_err(|e| fail(&e))
-                    })
-                }
-            };
-            system.running.push(Running {
-                stage,
-                cancel,
-                handle,
-            });
+            }
+            system.ready().await
         }
-        system.runtime = Some(runtime);
-        eprintln!(
-            "maildrop-bench: started {} in-process; waiting until ready…",
-            stages
-                .iter()
-                .map(|s| s.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        match system.ready(stages.contains(&Stage::Ingest)).await {
-            Ok(()) => Ok(system),
+        .await;
+        match outcome {
+            Ok(()) => {
+                eprintln!(
+                    "maildrop-bench: {} running in-process.",
+                    stages
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                Ok(system)
+            }
             Err(e) => match system.stop().await {
                 Ok(()) => Err(e),
                 Err(why) => Err(e.context(format!("stages stopped: {why}"))),
@@ -224,24 +181,106 @@ impl InProcess {
         }
     }
 
-    /// Waits until the ingest greets and the gateway answers `/healthz`.
-    async fn ready(&self, ingest: bool) -> anyhow::Result<()> {
-        if ingest {
-            let addr = self.smtp;
-            wait_until(READY, "the ingest to greet", || async move {
-                let mut s = TcpStream::connect(addr).await.ok()?;
-                let mut buf = [0u8; 3];
-                s.read_exact(&mut buf).await.ok()?;
-                (&buf == b"220").then_some(())
-            })
-            .await?;
-        }
+    /// Starts one stage on the stages' runtime.
+    fn spawn(
+        &mut self,
+        stage: Stage,
+        listener: Option<std::net::TcpListener>,
+        domain: &str,
+    ) -> anyhow::Result<()> {
+        let runtime = self.runtime.as_ref().expect("started with a runtime");
+        let redis = self.redis.as_ref().map(|r| r.url());
+        let args = stage_args(stage, &self.nats.url(), redis.as_deref(), domain);
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let fail =
+            move |e: &dyn std::error::Error| format!("{} stopped: {}", stage.name(), chain(e));
+        let tokio_listener = move || -> Result<tokio::net::TcpListener, String> {
+            let l = listener.expect("a listener for the stages that listen");
+            l.set_nonblocking(true).map_err(|e| fail(&e))?;
+            tokio::net::TcpListener::from_std(l).map_err(|e| fail(&e))
+        };
+        let handle = match stage {
+            Stage::Ingest => {
+                let config = maildrop_ingest::Config::try_parse_from(args)?;
+                runtime.spawn(async move {
+                    let listener = tokio_listener()?;
+                    maildrop_ingest::run(config, listener, c)
+                        .await
+                        .map_err(|e| fail(&e))
+                })
+            }
+            Stage::Filter => {
+                let config = maildrop_filter::Config::try_parse_from(args)?;
+                runtime.spawn(
+                    async move { maildrop_filter::run(config, c).await.map_err(|e| fail(&e)) },
+                )
+            }
+            Stage::StoreWriter => {
+                let config = maildrop_store_writer::Config::try_parse_from(args)?;
+                runtime.spawn(async move {
+                    maildrop_store_writer::run(config, c)
+                        .await
+                        .map_err(|e| fail(&e))
+                })
+            }
+            Stage::Reporter => {
+                let config = maildrop_reporter::Config::try_parse_from(args)?;
+                runtime.spawn(async move {
+                    maildrop_reporter::run(config, c)
+                        .await
+                        .map_err(|e| fail(&e))
+                })
+            }
+            Stage::Gateway => {
+                let config = maildrop_gateway::Config::try_parse_from(args)?;
+                runtime.spawn(async move {
+                    let listener = tokio_listener()?;
+                    maildrop_gateway::run(config, listener, c)
+                        .await
+                        .map_err(|e| fail(&e))
+                })
+            }
+        };
+        self.running.push(Running {
+            stage,
+            cancel,
+            handle,
+        });
+        Ok(())
+    }
+
+    async fn wait_for_greeting(&self) -> anyhow::Result<()> {
+        let addr = self.smtp;
+        wait_until(READY, "the ingest to greet", || async move {
+            let mut s = TcpStream::connect(addr).await.ok()?;
+            let mut buf = [0u8; 3];
+            s.read_exact(&mut buf).await.ok()?;
+            (&buf == b"220").then_some(())
+        })
+        .await
+    }
+
+    /// Waits until the gateway (if any) answers `/healthz`, then checks that no stage has
+    /// stopped.
+    async fn ready(&self) -> anyhow::Result<()> {
         if let Some(addr) = self.http {
             wait_until(READY, "the gateway to answer /healthz", || async move {
                 http_ok(addr, "/healthz").await.then_some(())
             })
             .await?;
         }
+        let stopped: Vec<&str> = self
+            .running
+            .iter()
+            .filter(|r| r.handle.is_finished())
+            .map(|r| r.stage.name())
+            .collect();
+        anyhow::ensure!(
+            stopped.is_empty(),
+            "stopped while starting: {}",
+            stopped.join(", ")
+        );
         Ok(())
     }
 
@@ -280,6 +319,18 @@ impl Drop for InProcess {
     }
 }
 
+/// An error and its sources, `outer: inner: innermost`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
 /// `GET path` answers 200.
 async fn http_ok(addr: SocketAddr, path: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(addr).await else {
@@ -296,6 +347,13 @@ async fn http_ok(addr: SocketAddr, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_shown_with_their_sources() {
+        let e = anyhow::anyhow!("refused").context("cannot connect");
+        let e: &dyn std::error::Error = e.as_ref();
+        assert_eq!(chain(e), "cannot connect: refused");
+    }
 
     #[test]
     fn every_stage_accepts_its_flags() {

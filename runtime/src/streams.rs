@@ -63,12 +63,25 @@ pub fn configs(args: &StreamArgs) -> Vec<stream::Config> {
 pub async fn ensure_all(js: &jetstream::Context, args: &StreamArgs) -> Result<(), StreamError> {
     for config in configs(args) {
         let name = static_name(&config.name);
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|source| StreamError {
-                stream: name,
-                source,
-            })?;
+        // Stages start together: another one may create the stream between our update (not
+        // found) and our create (already exists). The next attempt then updates it.
+        let mut attempt = 0;
+        loop {
+            match js.create_or_update_stream(config.clone()).await {
+                Ok(_) => break,
+                Err(source) if attempt >= 4 => {
+                    return Err(StreamError {
+                        stream: name,
+                        source,
+                    });
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::debug!(stream = name, error = %e, attempt, "Stream set-up raced another stage; retrying.");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        }
         tracing::debug!(stream = name, "Stream ready.");
     }
     Ok(())
