@@ -217,16 +217,7 @@ async fn malformed_messages_are_stored_as_they_are_and_the_stages_go_on() -> any
             .contains("this is not a message"),
         "{doc}"
     );
-    let raw = p
-        .http_client
-        .get(p.url(&format!(
-            "/api/mailboxes/odd/messages/{}/raw",
-            odd["id"].as_str().unwrap()
-        )))
-        .send()
-        .await?
-        .bytes()
-        .await?;
+    let raw = p.raw("odd", odd["id"].as_str().unwrap()).await?;
     // lettre always ends DATA with `\r\n.\r\n`, so a body that already ends in CRLF gains an
     // empty last line on the wire; the server keeps exactly what arrived.
     let mut on_the_wire = garbage.clone();

@@ -89,14 +89,7 @@ async fn snapshot(p: &Pipeline, mailboxes: &[&str]) -> anyhow::Result<Snapshot> 
             let path = format!("/api/mailboxes/{mailbox}/messages/{id}");
             let (status, doc) = p.get_json(&path).await?;
             anyhow::ensure!(status == 200, "{path}: {status}");
-            let raw = p
-                .http_client
-                .get(p.url(&format!("{path}/raw")))
-                .send()
-                .await?
-                .bytes()
-                .await?
-                .to_vec();
+            let raw = p.raw(mailbox, id).await?;
             messages.push((doc, raw));
         }
         all.insert((*mailbox).to_owned(), (listing, messages));
@@ -277,13 +270,7 @@ async fn only_message(p: &Pipeline, mailbox: &str) -> anyhow::Result<(Value, Str
     let path = format!("/api/mailboxes/{mailbox}/messages/{id}");
     let (status, doc) = p.get_json(&path).await?;
     anyhow::ensure!(status == 200, "{path}: {status}");
-    let raw = p
-        .http_client
-        .get(p.url(&format!("{path}/raw")))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let raw = String::from_utf8_lossy(&p.raw(mailbox, &id).await?).into_owned();
     Ok((doc, raw))
 }
 

@@ -240,6 +240,14 @@ impl Pipeline {
         Ok((status, response.json().await?))
     }
 
+    /// The raw bytes of a message, as `…/raw` serves them.
+    pub async fn raw(&self, mailbox: &str, id: &str) -> anyhow::Result<Vec<u8>> {
+        let path = format!("/api/mailboxes/{mailbox}/messages/{id}/raw");
+        let response = self.http_client.get(self.url(&path)).send().await?;
+        anyhow::ensure!(response.status() == 200, "{path}: {}", response.status());
+        Ok(response.bytes().await?.to_vec())
+    }
+
     /// The summaries of a mailbox, newest first.
     pub async fn inbox(&self, mailbox: &str) -> anyhow::Result<Vec<Value>> {
         let (status, body) = self.get_json(&format!("/api/mailboxes/{mailbox}")).await?;
