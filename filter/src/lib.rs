@@ -15,7 +15,7 @@ pub use config::Config;
 
 use maildrop_contract::{consumer, subject};
 use maildrop_runtime::consume::{self, ConsumerSpec};
-use maildrop_runtime::{connect, streams};
+use maildrop_runtime::streams;
 use tokio_util::sync::CancellationToken;
 
 /// The stage's name, in logs and dead-letter subjects.
@@ -25,18 +25,15 @@ pub const STAGE: &str = "filter";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Connect(#[from] connect::ConnectError),
-    #[error(transparent)]
-    Streams(#[from] streams::StreamError),
+    Setup(#[from] streams::SetupError),
 }
 
 /// Runs the filter until `cancel` is cancelled.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error> {
     let rules = config.rules.build();
     tracing::info!(ruleset = %rules.version(), rules = rules.len(), "Rule set loaded.");
-    let client = connect::nats(&config.nats.url, "maildrop-filter", &cancel).await?;
-    let js = async_nats::jetstream::new(client);
-    streams::ensure_all(&js, &config.streams).await?;
+    let (_, js) =
+        streams::connect(&config.nats, &config.streams, "maildrop-filter", &cancel).await?;
     let spec = ConsumerSpec {
         stage: STAGE,
         stream: subject::RECEIVED_STREAM,

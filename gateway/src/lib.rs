@@ -38,7 +38,7 @@ pub enum Error {
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
     #[error(transparent)]
-    Streams(#[from] streams::StreamError),
+    Setup(#[from] streams::SetupError),
     #[error("cannot open the MAILBOX stream")]
     MailboxStream(#[source] async_nats::jetstream::context::GetStreamError),
     #[error("HTTP server failed")]
@@ -51,9 +51,8 @@ pub async fn run(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let client = connect::nats(&config.nats.url, "maildrop-gateway", &cancel).await?;
-    let js = async_nats::jetstream::new(client.clone());
-    streams::ensure_all(&js, &config.streams).await?;
+    let (client, js) =
+        streams::connect(&config.nats, &config.streams, "maildrop-gateway", &cancel).await?;
     let mailbox_stream = js
         .get_stream(maildrop_contract::subject::MAILBOX_STREAM)
         .await

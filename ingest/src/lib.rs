@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 pub use config::Config;
 
-use maildrop_runtime::{connect, streams};
+use maildrop_runtime::streams;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -46,9 +46,7 @@ pub enum Error {
     #[error(transparent)]
     RedisUrl(#[from] policy::RedisUrlError),
     #[error(transparent)]
-    Connect(#[from] connect::ConnectError),
-    #[error(transparent)]
-    Streams(#[from] streams::StreamError),
+    Setup(#[from] streams::SetupError),
 }
 
 /// Serves SMTP on `listener` until `cancel` is cancelled.
@@ -72,10 +70,9 @@ pub async fn run(
         config.greylist_settings(),
         &policy_cancel,
     )?;
-    let client = connect::nats(&config.nats.url, "maildrop-ingest", &cancel).await?;
-    let mut js = async_nats::jetstream::new(client.clone());
+    let (client, mut js) =
+        streams::connect(&config.nats, &config.streams, "maildrop-ingest", &cancel).await?;
     js.set_timeout(config.publish_timeout);
-    streams::ensure_all(&js, &config.streams).await?;
     let max_payload = client.server_info().max_payload;
     let mut max_size = config.max_message_size;
     if max_size + HEADER_ROOM > max_payload {

@@ -32,14 +32,13 @@ pub enum Error {
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
     #[error(transparent)]
-    Streams(#[from] streams::StreamError),
+    Setup(#[from] streams::SetupError),
 }
 
 /// Runs the reporter until `cancel` is cancelled.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error> {
-    let client = connect::nats(&config.nats.url, "maildrop-reporter", &cancel).await?;
-    let js = async_nats::jetstream::new(client);
-    streams::ensure_all(&js, &config.streams).await?;
+    let (_, js) =
+        streams::connect(&config.nats, &config.streams, "maildrop-reporter", &cancel).await?;
     let redis = connect::redis(&config.redis.url, &cancel).await?;
     let stats = StatsStore::new(redis);
     let tasks = count::Source::ALL.map(|source| {

@@ -98,3 +98,26 @@ fn static_name(name: &str) -> &'static str {
     .find(|n| *n == name)
     .unwrap_or("unknown")
 }
+
+/// Why a stage could not reach JetStream with its streams in place.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
+    #[error(transparent)]
+    Streams(#[from] StreamError),
+}
+
+/// Every stage's first step: connect to NATS as `name` (retrying until it answers) and make sure
+/// the streams exist.
+pub async fn connect(
+    nats: &crate::args::NatsArgs,
+    streams: &StreamArgs,
+    name: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(async_nats::Client, jetstream::Context), SetupError> {
+    let client = crate::connect::nats(&nats.url, name, cancel).await?;
+    let js = jetstream::new(client.clone());
+    ensure_all(&js, streams).await?;
+    Ok((client, js))
+}

@@ -44,7 +44,7 @@ pub enum Error {
     #[error(transparent)]
     Connect(#[from] connect::ConnectError),
     #[error(transparent)]
-    Streams(#[from] streams::StreamError),
+    Setup(#[from] streams::SetupError),
     #[error("cannot open the RECEIVED stream")]
     Received(#[source] async_nats::jetstream::context::GetStreamError),
     #[error("cannot replay the {stream} stream")]
@@ -69,9 +69,13 @@ pub enum Error {
 
 /// Runs the store-writer (the consumer and the sweeper) until `cancel` is cancelled.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error> {
-    let client = connect::nats(&config.nats.url, "maildrop-store-writer", &cancel).await?;
-    let js = async_nats::jetstream::new(client);
-    streams::ensure_all(&js, &config.streams).await?;
+    let (_, js) = streams::connect(
+        &config.nats,
+        &config.streams,
+        "maildrop-store-writer",
+        &cancel,
+    )
+    .await?;
     let redis = connect::redis(&config.redis.url, &cancel).await?;
     let store = MailStore::new(redis, config.limits());
     let received = js
