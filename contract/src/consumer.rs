@@ -8,3 +8,7 @@ pub const STORE_WRITER: &str = "store-writer";
 pub const REPORTER_RECEIVED: &str = "reporter-received";
 pub const REPORTER_VERDICTS: &str = "reporter-verdicts";
 pub const REPORTER_MAILBOX: &str = "reporter-mailbox";
+pub const REPORTER_REJECTED: &str = "reporter-rejected";
+/// The spam-source reporter's consumers: rejected verdicts, and ingest rejections.
+pub const REPORTS_VERDICTS: &str = "reports-verdicts";
+pub const REPORTS_REJECTED: &str = "reports-rejected";

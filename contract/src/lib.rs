@@ -2,7 +2,8 @@
 //!
 //! Everything that crosses a process boundary is named here, once: the JetStream streams and their
 //! subjects ([`subject`]), the consumer names ([`consumer`]), the NATS headers that carry the SMTP
-//! envelope next to the raw message ([`envelope`]), the JSON events on the streams ([`event`]), and the
+//! envelope next to the raw message ([`envelope`]), the JSON events on the streams ([`event`],
+//! [`rejection`] for what the ingest refused), and the
 //! rules for mailbox names ([`mailbox`]) and message ids ([`id`]).
 //!
 //! If a type never goes over the wire, it does not belong here: the Redis layout lives in
@@ -14,12 +15,14 @@ pub mod envelope;
 pub mod event;
 pub mod id;
 pub mod mailbox;
+pub mod rejection;
 pub mod subject;
 
 pub use envelope::Envelope;
 pub use event::{MailboxEvent, MessageSummary, RuleHit, Verdict};
 pub use id::MessageId;
 pub use mailbox::Mailbox;
+pub use rejection::{IngestRejection, RejectReason};
 
 /// Milliseconds since the Unix epoch, the one time format on the wire.
 pub fn now_ms() -> u64 {

@@ -6,6 +6,7 @@
 //! | `VERDICTS` | `maildrop.verdict.accepted`, `maildrop.verdict.rejected` | [`crate::Verdict`] JSON |
 //! | `MAILBOX` | `maildrop.mailbox.<box>.stored` / `.deleted` / `.cleared` / `.expired` | [`crate::MailboxEvent`] JSON |
 //! | `DEADLETTER` | `maildrop.deadletter.<stage>` | a message a stage gave up on, reason in headers |
+//! | `REJECTED` | `maildrop.rejected.ingest` | [`crate::rejection::IngestRejection`] JSON: SMTP attempts the ingest refused |
 //!
 //! The `MAILBOX` stream republishes every event it stores on `maildrop.live.mailbox.<box>.<kind>`
 //! with its stream sequence in the `Nats-Sequence` header. Live watchers (the gateway) subscribe
@@ -33,6 +34,11 @@ pub const LIVE_MAILBOX_ALL: &str = "maildrop.live.mailbox.>";
 
 /// The header carrying a republished event's stream sequence (set by JetStream).
 pub const SEQUENCE_HEADER: &str = "Nats-Sequence";
+
+pub const REJECTED_STREAM: &str = "REJECTED";
+pub const REJECTED_ALL: &str = "maildrop.rejected.>";
+/// SMTP attempts the ingest refused (blocked, greylisted, relay, too large, …).
+pub const REJECTED_INGEST: &str = "maildrop.rejected.ingest";
 
 pub const DEADLETTER_STREAM: &str = "DEADLETTER";
 pub const DEADLETTER_ALL: &str = "maildrop.deadletter.>";

@@ -29,6 +29,7 @@ pub const DEFAULT_TARPIT: &str = "0s";
 pub const DEFAULT_GREYLIST_DELAY: &str = "5m";
 pub const DEFAULT_GREYLIST_EXPIRY: &str = "36h";
 pub const DEFAULT_POLICY_TIMEOUT: &str = "500ms";
+pub const DEFAULT_REJECTION_BUFFER: usize = 1024;
 
 /// maildrop-ingest: the SMTP server that receives mail for our domains.
 #[derive(Debug, Clone, Parser)]
@@ -140,6 +141,11 @@ pub struct Config {
     /// Redis holds the blocked IPs and the greylist.
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// Refused SMTP attempts (blocked, rate-limited, greylisted, relay denied, too large, bad
+    /// input) waiting to be published on maildrop.rejected.ingest. When the buffer is full, events
+    /// are dropped and counted, never waited for. 0 publishes none.
+    #[arg(long, env = "MAILDROP_REJECTION_BUFFER", default_value_t = DEFAULT_REJECTION_BUFFER)]
+    pub rejection_buffer: usize,
 }
 
 /// Settings that parse one by one but not together.

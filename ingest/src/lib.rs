@@ -5,6 +5,8 @@
 //!   connection policy in order (global cap, PROXY header, per-client limits, blocked IPs, then the
 //!   session with its tarpits, greylisting and STARTTLS);
 //! - [`publish`]: handing a finished message to JetStream; `250` only after its acknowledgement.
+//! - [`rejections`]: every refused attempt (blocked, greylisted, relay, too large, …) as an event on
+//!   `maildrop.rejected.ingest`, through a bounded buffer that drops rather than waits.
 //!
 //! The policy is in pure modules the server calls, each unit-tested with its inputs (and the time)
 //! passed in: [`proxy`] (the PROXY protocol parser), [`limits`] (per-client concurrency and rate),
@@ -18,6 +20,7 @@ pub mod limits;
 pub mod policy;
 pub mod proxy;
 pub mod publish;
+pub mod rejections;
 pub mod server;
 pub mod smtp;
 pub mod tarpit;
@@ -84,6 +87,7 @@ pub async fn run(
             "MAILDROP_MAX_MESSAGE_SIZE does not fit in the NATS server's max_payload; lowered. Raise max_payload in the NATS server's configuration to accept larger messages."
         );
     }
+    let shared_js = js.clone();
     let shared = Arc::new(server::Shared {
         session: Arc::new(config.session(max_size)),
         js,
@@ -99,6 +103,11 @@ pub async fn run(
         )),
         policy,
         tarpit: config.tarpit(),
+        rejections: rejections::Rejections::spawn(
+            shared_js,
+            config.rejection_buffer,
+            config.publish_timeout,
+        ),
     });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(

@@ -56,8 +56,10 @@ use crate::limits::{IpLimits, Refusal};
 use crate::policy::Policy;
 use crate::proxy::{self, Parse};
 use crate::publish::{outcome, publish};
+use crate::rejections::Rejections;
 use crate::smtp::{Action, ClientVerdict, DeliveryOutcome, Reply, Session, SessionConfig};
 use crate::tarpit::Tarpit;
+use maildrop_contract::RejectReason;
 
 /// How long a trusted proxy has to send its PROXY header. Proxies send it with the connection, so
 /// this only bounds a misconfigured or stuck one.
@@ -83,6 +85,8 @@ pub struct Shared {
     pub limits: Mutex<IpLimits>,
     pub policy: Policy,
     pub tarpit: Tarpit,
+    /// Where refusals are recorded (never waited for).
+    pub rejections: Rejections,
 }
 
 /// Accepts connections until `cancel`, then waits up to `grace` for open ones.
@@ -109,7 +113,7 @@ pub async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracker.spawn(refuse(stream, peer, shared.session.hostname.clone()));
+            tracker.spawn(refuse(stream, peer, shared.clone()));
             continue;
         };
         let shared = shared.clone();
@@ -129,13 +133,20 @@ pub async fn serve(
     }
 }
 
-async fn refuse(mut stream: TcpStream, peer: SocketAddr, hostname: String) {
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     warn!(%peer, "Connection limit reached; refusing.");
     let reply = Reply::new(
         421,
         (4, 7, 0),
-        format!("{hostname} Too many connections, try again later"),
+        format!(
+            "{} Too many connections, try again later",
+            shared.session.hostname
+        ),
     );
+    let client = peer.ip().to_canonical();
+    shared
+        .rejections
+        .connection(client, RejectReason::RateLimited, &reply);
     goodbye(&mut stream, &reply).await;
 }
 
@@ -153,7 +164,12 @@ async fn connection(
     };
     let _client_slot = match admit(&shared, client) {
         Ok(slot) => slot,
-        Err(reply) => return goodbye(&mut tcp, &reply).await,
+        Err(reply) => {
+            shared
+                .rejections
+                .connection(client, RejectReason::RateLimited, &reply);
+            return goodbye(&mut tcp, &reply).await;
+        }
     };
     if let Some(reason) = shared.policy.blocked(client).await {
         info!(client_ip = %client, %reason, "Blocked client refused.");
@@ -165,6 +181,9 @@ async fn connection(
                 shared.session.hostname
             ),
         );
+        shared
+            .rejections
+            .connection(client, RejectReason::BlockedIp, &reply);
         return goodbye(&mut tcp, &reply).await;
     }
     debug!(%peer, client_ip = %client, "SMTP connection opened.");
@@ -388,6 +407,10 @@ impl Conn<'_> {
                     return End::Close;
                 }
             };
+            let session = &self.session;
+            self.shared
+                .rejections
+                .observe(client, answered, &reply, || session.attempt());
             let failed = self.session.bad_commands();
             let failed = (failed > failed_before && reply.code >= 500).then_some(failed);
             let delay = self.shared.tarpit.delay(answered, failed);

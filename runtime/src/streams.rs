@@ -56,6 +56,12 @@ pub fn configs(args: &StreamArgs) -> Vec<stream::Config> {
             description: Some("Messages a stage gave up on, with the reason.".into()),
             ..base(subject::DEADLETTER_STREAM, &[subject::DEADLETTER_ALL])
         },
+        stream::Config {
+            description: Some(
+                "SMTP attempts the ingest refused, for research and statistics.".into(),
+            ),
+            ..base(subject::REJECTED_STREAM, &[subject::REJECTED_ALL])
+        },
     ]
 }
 
@@ -93,6 +99,7 @@ fn static_name(name: &str) -> &'static str {
         subject::VERDICTS_STREAM,
         subject::MAILBOX_STREAM,
         subject::DEADLETTER_STREAM,
+        subject::REJECTED_STREAM,
     ]
     .into_iter()
     .find(|n| *n == name)

@@ -97,7 +97,7 @@ pub(super) fn end_of_chunk(s: &mut Session, reader: ChunkReader) -> Action {
         Destination::Body(sink) => sink,
     };
     if let Some(reply) = sink.refusal() {
-        s.tx = None;
+        s.refused_tx = s.tx.take().map(|tx| (tx.mail_from, tx.rcpt_to));
         return Action::Reply(reply);
     }
     if reader.last {

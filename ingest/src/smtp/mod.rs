@@ -102,6 +102,9 @@ pub use rcpt::ClientVerdict;
 pub use reply::Reply;
 pub use transaction::{DeliveryOutcome, Transaction};
 
+#[cfg(test)]
+mod attempt_tests;
+
 use bdat::ChunkReader;
 use data::DataReader;
 use transaction::Draft;
@@ -165,6 +168,21 @@ pub struct Session {
     client_verdict: Option<ClientVerdict>,
     /// The verb of the command line the last action answers.
     answered: Option<Verb>,
+    /// What the last action refused, kept until the next action for [`Session::attempt`]: the
+    /// argument of an `RCPT` line, and the transaction a refused body ended.
+    refused_rcpt: Option<String>,
+    refused_tx: Option<(String, Vec<String>)>,
+}
+
+/// What a client had said when one of its commands was refused: the ingest records it with the
+/// refusal ([`Session::attempt`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attempt {
+    pub helo: Option<String>,
+    /// The open (or just refused) transaction's reverse path.
+    pub mail_from: Option<String>,
+    /// Its recipients, and a recipient refused just now last (as the client wrote its argument).
+    pub rcpt_to: Vec<String>,
 }
 
 impl Session {
@@ -181,6 +199,24 @@ impl Session {
             bad_commands: 0,
             client_verdict: None,
             answered: None,
+            refused_rcpt: None,
+            refused_tx: None,
+        }
+    }
+
+    /// Who the client said it was and what it was sending, for the reply just returned by
+    /// `next_action` (or `client_checked`). Only meaningful right after a refusal.
+    pub fn attempt(&self) -> Attempt {
+        let (mail_from, mut rcpt_to) = match (&self.tx, &self.refused_tx) {
+            (Some(tx), _) => (Some(tx.mail_from.clone()), tx.rcpt_to.clone()),
+            (None, Some((from, rcpt))) => (Some(from.clone()), rcpt.clone()),
+            (None, None) => (None, Vec::new()),
+        };
+        rcpt_to.extend(self.refused_rcpt.clone());
+        Attempt {
+            helo: self.helo.clone(),
+            mail_from,
+            rcpt_to,
         }
     }
 
@@ -239,6 +275,8 @@ impl Session {
     /// Parses as much of `input` as it can and says what to do next, consuming the bytes it used.
     pub fn next_action(&mut self, input: &mut BytesMut) -> Action {
         self.answered = None;
+        self.refused_rcpt = None;
+        self.refused_tx = None;
         if let Some(action) = self.pending.take() {
             if action == Action::StartTls {
                 discard_plaintext(self.peer, input);
@@ -400,7 +438,12 @@ impl Session {
             Verb::Mail => mail::mail(self, args),
             Verb::Rcpt => {
                 return Some(match rcpt::rcpt(self, args) {
-                    Some(reply) => self.answer(reply),
+                    Some(reply) => {
+                        if !reply.is_positive() {
+                            self.refused_rcpt = Some(rcpt::attempted(args));
+                        }
+                        self.answer(reply)
+                    }
                     None => Action::CheckClient {
                         client_ip: self.peer,
                         helo: self.helo.clone().unwrap_or_default(),
@@ -474,6 +517,7 @@ impl Session {
         match sink.refusal() {
             Some(reply) => {
                 info!(client_ip = %self.peer, reason = %reply.text(), "Message refused.");
+                self.refused_tx = Some((draft.mail_from, draft.rcpt_to));
                 Action::Reply(reply)
             }
             None => self.deliver(draft, sink.into_bytes()),

@@ -101,7 +101,10 @@ pub(super) fn client_checked(s: &mut Session, verdict: ClientVerdict) -> Reply {
     };
     let reply = match &verdict {
         ClientVerdict::Accept => accept(s, recipient, mailbox),
-        ClientVerdict::Defer { reason } => deferred(reason),
+        ClientVerdict::Defer { reason } => {
+            s.refused_rcpt = Some(recipient);
+            deferred(reason)
+        }
     };
     s.client_verdict = Some(verdict);
     reply
@@ -115,6 +118,16 @@ fn accept(s: &mut Session, recipient: String, mailbox: Mailbox) -> Reply {
         }
         None => reply::bad_sequence("need MAIL command"),
     }
+}
+
+/// The address of an `RCPT TO:<…>` line as far as it can be read, for the record of a refusal:
+/// the text between the brackets (or after `TO:`), at most 320 characters.
+pub(super) fn attempted(args: &str) -> String {
+    let path = parse::after_keyword(args, "TO:").unwrap_or(args).trim();
+    let path = path.split_whitespace().next().unwrap_or("");
+    let path = path.trim_start_matches('<');
+    let path = path.split('>').next().unwrap_or(path);
+    path.chars().take(320).collect()
 }
 
 fn deferred(reason: &str) -> Reply {
