@@ -3,10 +3,13 @@
 //! - [`NatsServer`] and [`RedisServer`] start `nats-server -js` and `redis-server` from `PATH` on
 //!   free loopback ports with their data in a temporary directory; both can be stopped and started
 //!   again on the same port and data (for outage tests) and are killed on drop.
+//! - [`dns`]: a DNS server of the test's own on loopback (a table of records, query counts, a
+//!   mode that never answers), for the filter's DNS rules.
 //! - [`smtp`]: send mail with a real SMTP client (lettre).
 //! - [`ws`]: a WebSocket client that reads JSON events.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
 
+pub mod dns;
 pub mod servers;
 pub mod smtp;
 pub mod ws;
