@@ -2,10 +2,12 @@
 
 use clap::Parser;
 use maildrop_runtime::args::{ConsumerArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs};
+use maildrop_runtime::ops::{self, OpsArgs};
 
 /// maildrop-reporter: keeps statistics of every stream.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "maildrop-reporter", version, about)]
+#[command(mut_arg("ops_addr", ops::default_at(ops::DEFAULT_REPORTER_ADDR)))]
 pub struct Config {
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -20,6 +22,8 @@ pub struct Config {
     pub batch_size: u32,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 #[cfg(test)]

@@ -148,6 +148,8 @@ pub async fn run(
                 tracing::warn!(stream, error = %e, "Ack failed; the message will come back and be skipped.");
             }
         }
+        metrics::counter!("maildrop_reporter_events_total", "stream" => stream)
+            .increment(messages.len() as u64);
         tracing::debug!(stream, count = messages.len(), "Batch counted.");
     }
     tracing::info!(stream, "Counting stopped.");

@@ -20,6 +20,8 @@ pub mod counter;
 
 pub use config::Config;
 
+use maildrop_runtime::consume::watch_lag;
+use maildrop_runtime::ops::{self, Readiness};
 use maildrop_runtime::{connect, streams};
 use maildrop_store::StatsStore;
 use tokio_util::sync::CancellationToken;
@@ -33,13 +35,27 @@ pub enum Error {
     Connect(#[from] connect::ConnectError),
     #[error(transparent)]
     Setup(#[from] streams::SetupError),
+    #[error(transparent)]
+    Ops(#[from] ops::OpsError),
 }
 
 /// Runs the reporter until `cancel` is cancelled.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error> {
-    let (_, js) =
+    let readiness = Readiness::nats_and_redis();
+    let _ops = ops::start(&config.ops, STAGE, readiness.clone(), &cancel).await?;
+    let (client, js) =
         streams::connect(&config.nats, &config.streams, "maildrop-reporter", &cancel).await?;
+    readiness.set_nats(&client);
     let redis = connect::redis(&config.redis.url, &cancel).await?;
+    readiness.set_redis(&redis);
+    for source in count::Source::ALL {
+        tokio::spawn(watch_lag(
+            js.clone(),
+            source.stream(),
+            source.durable(),
+            cancel.child_token(),
+        ));
+    }
     let stats = StatsStore::new(redis);
     let tasks = count::Source::ALL.map(|source| {
         counter::run(

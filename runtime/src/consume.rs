@@ -16,6 +16,13 @@
 //! `maildrop.deadletter.<stage>`; the original is terminated only after that publish was
 //! acknowledged, so a message is never dropped without a trace.
 //!
+//! **Metrics** (labelled by the durable consumer's name): `maildrop_consumer_messages_total` by
+//! `outcome` (`ack`, `nak_transient`, `nak_failed`, `dead_lettered`),
+//! `maildrop_consumer_processing_seconds`, `maildrop_consumer_redeliveries_total`, and the lag,
+//! `maildrop_consumer_pending_messages` (not yet delivered) and
+//! `maildrop_consumer_ack_pending_messages` (delivered, not yet settled), polled from the
+//! consumer's info every [`LAG_POLL_EVERY`] by [`watch_lag`].
+//!
 //! On shutdown the loop stops pulling, lets the messages in hand finish, and returns. Messages that
 //! were fetched but not started are redelivered by JetStream after `ack_wait`.
 
@@ -23,7 +30,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::{FutureExt, StreamExt};
@@ -32,6 +39,9 @@ use maildrop_contract::subject;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::ConsumerArgs;
+
+/// How often [`watch_lag`] reads a consumer's pending counts.
+pub const LAG_POLL_EVERY: Duration = Duration::from_secs(5);
 
 /// How a handler failed, which decides how the message is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +152,9 @@ pub async fn run<H: Handler>(
         max_ack_pending: i64::from(args.concurrency) * 4,
         ..Default::default()
     };
+    let lag_cancel = cancel.child_token();
+    let _stop_lag = lag_cancel.clone().drop_guard();
+    tokio::spawn(watch_lag(js.clone(), spec.stream, spec.durable, lag_cancel));
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
         let messages = open(&js, &spec, &config, args.concurrency as usize).await;
@@ -223,6 +236,7 @@ async fn process<H: Handler>(
     handler: &H,
     msg: jetstream::Message,
 ) {
+    let started = Instant::now();
     let outcome = AssertUnwindSafe(handler.handle(&msg))
         .catch_unwind()
         .await
@@ -234,13 +248,26 @@ async fn process<H: Handler>(
                 .unwrap_or_else(|| "unknown panic".to_owned());
             Err(Failure::failed(format!("handler panicked: {what}")))
         });
+    let consumer = spec.durable;
+    metrics::histogram!("maildrop_consumer_processing_seconds", "consumer" => consumer)
+        .record(started.elapsed().as_secs_f64());
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+    if delivered > 1 {
+        metrics::counter!("maildrop_consumer_redeliveries_total", "consumer" => consumer)
+            .increment(1);
+    }
     let msg_id = message_id(&msg);
     let settle = decide(
         outcome.as_ref().err().map(|f| f.kind),
         delivered,
         max_deliver,
     );
+    let mut counted = match (&settle, &outcome) {
+        (Settle::Ack, _) => "ack",
+        (Settle::Nak(_), Err(f)) if f.kind == FailureKind::Transient => "nak_transient",
+        (Settle::Nak(_), _) => "nak_failed",
+        (Settle::DeadLetter, _) => "dead_lettered",
+    };
     let result = match (&settle, &outcome) {
         (Settle::Ack, _) => msg.ack().await,
         (Settle::Nak(delay), Err(failure)) => {
@@ -253,6 +280,7 @@ async fn process<H: Handler>(
                 Ok(()) => msg.ack_with(AckKind::Term).await,
                 Err(e) => {
                     tracing::error!(stage = spec.stage, msg_id, error = %e, "Dead-letter publish failed; will retry the message.");
+                    counted = "nak_failed";
                     msg.ack_with(AckKind::Nak(Some(retry_delay(delivered))))
                         .await
                 }
@@ -262,9 +290,46 @@ async fn process<H: Handler>(
             unreachable!("decide() acks every success")
         }
     };
+    metrics::counter!("maildrop_consumer_messages_total", "consumer" => consumer, "outcome" => counted)
+        .increment(1);
     if let Err(e) = result {
         // The message will be redelivered after ack_wait; every effect is idempotent.
         tracing::warn!(stage = spec.stage, msg_id, error = %e, "Could not settle message with JetStream.");
+    }
+}
+
+/// Publishes a durable consumer's lag as gauges every [`LAG_POLL_EVERY`] until `cancel`: its
+/// `num_pending` (in the stream, not yet delivered) and `num_ack_pending` (delivered, not yet
+/// settled). Public for consumers that do not run in [`run`] (the reporter's). A failed read
+/// leaves the last values and is logged at debug: the consumer's own loop reports outages.
+pub async fn watch_lag(
+    js: jetstream::Context,
+    stream: &'static str,
+    durable: &'static str,
+    cancel: CancellationToken,
+) {
+    let pending = metrics::gauge!("maildrop_consumer_pending_messages", "consumer" => durable);
+    let ack_pending =
+        metrics::gauge!("maildrop_consumer_ack_pending_messages", "consumer" => durable);
+    loop {
+        let info = async {
+            js.get_stream(stream)
+                .await?
+                .consumer_info(durable)
+                .await
+                .map_err(BoxError::from)
+        };
+        match info.await {
+            Ok(info) => {
+                pending.set(info.num_pending as f64);
+                ack_pending.set(info.num_ack_pending as f64);
+            }
+            Err(e) => tracing::debug!(consumer = durable, error = %e, "Cannot read consumer lag."),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(LAG_POLL_EVERY) => {}
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 //! - [`connect`]: connecting to NATS and Redis, retried with backoff until they answer;
 //! - [`streams`]: making sure the JetStream streams exist with the configured limits;
 //! - [`consume`]: the one loop that runs a durable consumer, where the kind of a handler's error
-//!   decides between ack, nak with delay, and dead-letter.
+//!   decides between ack, nak with delay, and dead-letter;
+//! - [`ops`]: the `/healthz`, `/readyz` and `/metrics` endpoints of a stage (`MAILDROP_OPS_ADDR`);
+//! - [`metrics`]: the process's Prometheus recorder, and the naming rules of every metric.
 //!
 //! Domain logic does not belong here: a stage's crate owns what it does with a message.
 
@@ -16,6 +18,8 @@ pub mod args;
 pub mod cidr;
 pub mod connect;
 pub mod consume;
+pub mod metrics;
+pub mod ops;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;

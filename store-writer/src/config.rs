@@ -10,6 +10,7 @@ use clap::Parser;
 use maildrop_runtime::args::{
     ConsumerArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs, parse_duration,
 };
+use maildrop_runtime::ops::{self, OpsArgs};
 use maildrop_store::Limits;
 
 use crate::prepare::AttachmentPolicy;
@@ -24,6 +25,7 @@ pub const DEFAULT_PROGRESS_EVERY: u64 = 1000;
 /// maildrop-store-writer: stores accepted messages in their mailboxes.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "maildrop-store-writer", version, about)]
+#[command(mut_arg("ops_addr", ops::default_at(ops::DEFAULT_STORE_WRITER_ADDR)))]
 pub struct Config {
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -56,6 +58,8 @@ pub struct Config {
     pub attachment_max_size: u64,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

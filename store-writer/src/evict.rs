@@ -123,6 +123,7 @@ impl Evictor {
                     })
                     .await?;
                 done.evicted += 1;
+                metrics::counter!("maildrop_store_writer_mailboxes_evicted_total").increment(1);
                 tracing::info!(mailbox = %victim.mailbox, messages = removal.messages, bytes = victim.bytes, total, max_bytes = self.max_bytes, "Mailbox evicted to stay under the byte cap.");
             }
         }

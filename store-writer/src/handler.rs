@@ -122,6 +122,20 @@ impl Handler for StoreHandler {
                 StoreOutcome::Duplicate { present } => (*present, &[][..]),
                 StoreOutcome::TooOld | StoreOutcome::Expired => (false, &[][..]),
             };
+            let counted = match &outcome {
+                StoreOutcome::Stored { .. } => "stored",
+                StoreOutcome::Duplicate { .. } => "duplicate",
+                StoreOutcome::TooOld => "too_old",
+                StoreOutcome::Expired => "expired",
+            };
+            metrics::counter!("maildrop_store_writer_messages_total", "outcome" => counted)
+                .increment(1);
+            if counted == "stored" {
+                metrics::counter!("maildrop_store_writer_stored_bytes_total")
+                    .increment(prepared.raw().len() as u64);
+            }
+            metrics::counter!("maildrop_store_writer_messages_evicted_total")
+                .increment(evicted.len() as u64);
             if announce {
                 self.publisher
                     .event(&MailboxEvent::Stored {
@@ -145,6 +159,7 @@ impl Handler for StoreHandler {
             }
             tracing::info!(msg_id = %verdict.id, mailbox = %mailbox, outcome = ?outcome, "Message stored.");
         }
+        metrics::gauge!("maildrop_store_writer_store_bytes").set(total_bytes as f64);
         if total_bytes > self.evictor.max_bytes()
             && let Err(e) = self.evictor.enforce(&verdict.mailboxes).await
         {

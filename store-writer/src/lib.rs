@@ -29,6 +29,7 @@ pub use rebuild::RebuildReport;
 
 use maildrop_contract::{consumer, subject};
 use maildrop_runtime::consume::{self, ConsumerSpec};
+use maildrop_runtime::ops::{self, Readiness};
 use maildrop_runtime::{connect, streams};
 use maildrop_store::{MailStore, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +46,8 @@ pub enum Error {
     Connect(#[from] connect::ConnectError),
     #[error(transparent)]
     Setup(#[from] streams::SetupError),
+    #[error(transparent)]
+    Ops(#[from] ops::OpsError),
     #[error("cannot open the RECEIVED stream")]
     Received(#[source] async_nats::jetstream::context::GetStreamError),
     #[error("cannot replay the {stream} stream")]
@@ -69,14 +72,18 @@ pub enum Error {
 
 /// Runs the store-writer (the consumer and the sweeper) until `cancel` is cancelled.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error> {
-    let (_, js) = streams::connect(
+    let readiness = Readiness::nats_and_redis();
+    let _ops = ops::start(&config.ops, STAGE, readiness.clone(), &cancel).await?;
+    let (client, js) = streams::connect(
         &config.nats,
         &config.streams,
         "maildrop-store-writer",
         &cancel,
     )
     .await?;
+    readiness.set_nats(&client);
     let redis = connect::redis(&config.redis.url, &cancel).await?;
+    readiness.set_redis(&redis);
     let store = MailStore::new(redis, config.limits());
     let received = js
         .get_stream(subject::RECEIVED_STREAM)

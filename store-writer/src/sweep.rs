@@ -59,6 +59,7 @@ pub async fn expire_one(
                     mailbox: mailbox.clone(),
                 })
                 .await?;
+            metrics::counter!("maildrop_store_writer_mailboxes_expired_total").increment(1);
             tracing::info!(mailbox = %mailbox, messages, "Mailbox expired.");
             Ok(true)
         }
