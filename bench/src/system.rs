@@ -68,11 +68,10 @@ pub fn stage_args(stage: Stage, nats: &str, redis: Option<&str>, domain: &str) -
         ]
     };
     match stage {
-        Stage::Ingest => {
+        Stage::Ingest | Stage::Filter => {
             args.extend(redis());
             args.extend(["--domains".to_owned(), domain.to_owned()]);
         }
-        Stage::Filter => {}
         Stage::StoreWriter | Stage::Reporter => args.extend(redis()),
         Stage::Gateway => {
             args.extend(redis());
@@ -85,9 +84,10 @@ pub fn stage_args(stage: Stage, nats: &str, redis: Option<&str>, domain: &str) -
     args
 }
 
-/// Whether `stage` talks to Redis (the ingest does: blocked IPs, greylisting and aliases).
-pub fn uses_redis(stage: Stage) -> bool {
-    !matches!(stage, Stage::Filter)
+/// Whether `stage` talks to Redis (every stage does; the ingest for blocked IPs, greylisting and
+/// aliases, the filter for its blocklists and flood counts).
+pub fn uses_redis(_stage: Stage) -> bool {
+    true
 }
 
 struct Running {
@@ -381,6 +381,6 @@ mod tests {
         assert_eq!(config.domains.domains, ["bench.test"]);
         assert_eq!(config.nats.url, "nats://x");
         assert_eq!(config.redis.url, "redis://y");
-        assert!(uses_redis(Stage::Ingest) && !uses_redis(Stage::Filter));
+        assert!(uses_redis(Stage::Ingest) && uses_redis(Stage::Filter));
     }
 }

@@ -1,14 +1,19 @@
-//! The filter's settings.
+//! The filter's settings, and its admin subcommands.
 
-use clap::Parser;
-use maildrop_runtime::args::{ConsumerArgs, LogArgs, NatsArgs, StreamArgs};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::rules::RuleArgs;
+use clap::{Args, Parser, Subcommand};
+use maildrop_runtime::args::{
+    ConsumerArgs, DomainArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs, parse_duration,
+};
 
 /// maildrop-filter: decides which received messages are accepted.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "maildrop-filter", version, about)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
@@ -16,16 +21,62 @@ pub struct Config {
     #[command(flatten)]
     pub consumer: ConsumerArgs,
     #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub domains: DomainArgs,
+    #[command(flatten)]
     pub rules: RuleArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
 
+/// What to do instead of filtering.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Edit the run-time blocklists (sender, domain, ip, subject) in Redis.
+    Block(crate::admin::BlockArgs),
+}
+
+/// Where the rule set comes from and how the filter keeps it current.
+#[derive(Debug, Clone, Args)]
+pub struct RuleArgs {
+    /// The rule set (TOML; see filter/rules.example.toml). Without it, the built-in rules.
+    #[arg(long = "rules", env = "MAILDROP_RULES")]
+    pub rules: Option<PathBuf>,
+    /// How often the rule file is re-read (it is also re-read on SIGHUP); 0s: only on SIGHUP.
+    #[arg(long, env = "MAILDROP_RULES_RELOAD_EVERY", default_value = "5s", value_parser = parse_duration)]
+    pub rules_reload_every: Duration,
+    /// How long the facts found about a client (IP and HELO: DNS blocklists, SPF) are reused for
+    /// its next messages; 0s turns the cache off.
+    #[arg(long, env = "MAILDROP_VERDICT_CACHE_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub verdict_cache_ttl: Duration,
+}
+
+impl RuleArgs {
+    /// The reload period; `None` when only SIGHUP reloads.
+    pub fn reload_every(&self) -> Option<Duration> {
+        (!self.rules_reload_every.is_zero()).then_some(self.rules_reload_every)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn every_flag_is_well_formed() {
         use clap::CommandFactory;
-        super::Config::command().debug_assert();
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_built_in_rules_reloaded_every_5s_and_a_day_of_cache() {
+        let c = Config::try_parse_from(["maildrop-filter"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(c.rules.rules, None);
+        assert_eq!(c.rules.reload_every(), Some(Duration::from_secs(5)));
+        assert_eq!(c.rules.verdict_cache_ttl, Duration::from_secs(86_400));
+        let c = Config::try_parse_from(["maildrop-filter", "--rules-reload-every", "0s"]).unwrap();
+        assert_eq!(c.rules.reload_every(), None);
     }
 }

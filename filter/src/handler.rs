@@ -1,9 +1,15 @@
-//! The filter's consumer: decode the envelope, judge the message, publish the verdict, then ack.
+//! The filter's consumer: decode the envelope, gather facts, judge the message, apply feedback,
+//! publish the verdict, then ack.
 //!
 //! A message whose headers are not a Maildrop envelope can never be judged and is dead-lettered.
 //! A message whose body is not valid RFC 5322 is still judged, on its envelope: it is not the
 //! filter's place to lose mail because it is malformed. The verdict is published with the message
 //! id as `Nats-Msg-Id`, so a redelivered message yields one verdict in the stream.
+//!
+//! Each message is judged by the rule set in force when it is taken up ([`LiveRules::current`]),
+//! from gathering to verdict, so a reload in the middle cannot mix two sets. Redis being down while
+//! facts are gathered or feedback is written is transient (nak and retry): flood counts are
+//! idempotent on the message id, and a block only ever lengthens, so a retry repeats nothing.
 
 use std::sync::Arc;
 
@@ -11,46 +17,96 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use maildrop_contract::envelope::header;
 use maildrop_contract::{Envelope, Verdict, event, subject};
 use maildrop_runtime::consume::{Failure, Handler};
+use maildrop_store::PolicyStore;
 
-use crate::rules::{Inspection, RuleSet};
+use crate::facts::{Facts, RedisFacts};
+use crate::feedback;
+use crate::reload::LiveRules;
+use crate::rules::{BlockClient, Inspection, RuleSet};
+use crate::verdict_cache::VerdictCache;
 
 pub struct FilterHandler {
     js: jetstream::Context,
-    rules: Arc<RuleSet>,
+    rules: Arc<LiveRules>,
+    redis: RedisFacts,
+    policy: PolicyStore,
+    /// For the gatherers of client facts (see [`crate::verdict_cache`]).
+    #[allow(dead_code)]
+    cache: VerdictCache,
 }
 
 impl FilterHandler {
-    pub fn new(js: jetstream::Context, rules: RuleSet) -> Self {
+    pub fn new(
+        js: jetstream::Context,
+        rules: Arc<LiveRules>,
+        redis: redis::aio::ConnectionManager,
+        cache: VerdictCache,
+    ) -> Self {
         Self {
             js,
-            rules: Arc::new(rules),
+            rules,
+            redis: RedisFacts::new(redis.clone()),
+            policy: PolicyStore::new(redis),
+            cache,
         }
     }
 }
 
-/// Judges one message: pure, so replays and tests call it directly.
-pub fn judge(rules: &RuleSet, envelope: &Envelope, raw: &[u8], received_seq: u64) -> Verdict {
-    let parsed = mail_parser::MessageParser::default().parse(raw);
+/// A verdict and the feedback that goes with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// Refuse the client at connect (only ever on a rejection).
+    pub block_client: Option<BlockClient>,
+}
+
+/// Judges one message on the facts gathered for it: pure, so replays and tests call it directly.
+pub fn judge(
+    rules: &RuleSet,
+    envelope: &Envelope,
+    message: Option<&mail_parser::Message<'_>>,
+    raw: &[u8],
+    received_seq: u64,
+    facts: &Facts,
+) -> Judgement {
     let decision = rules.evaluate(&Inspection {
         envelope,
-        message: parsed.as_ref(),
+        message,
         raw,
+        facts,
     });
-    Verdict {
-        v: event::VERSION,
-        id: envelope.id,
-        received_seq,
-        mailboxes: envelope.mailboxes.clone(),
-        accepted: decision.accepted,
-        score: decision.score,
-        threshold: rules.threshold(),
-        hits: decision.hits,
-        ruleset: rules.version().to_owned(),
-        client_ip: envelope.client_ip.to_string(),
-        mail_from: envelope.mail_from.clone(),
-        size: envelope.size,
-        received_ms: envelope.received_ms,
+    Judgement {
+        verdict: Verdict {
+            v: event::VERSION,
+            id: envelope.id,
+            received_seq,
+            mailboxes: envelope.mailboxes.clone(),
+            accepted: decision.accepted,
+            score: decision.score,
+            threshold: rules.threshold(),
+            hits: decision.hits,
+            ruleset: rules.version().to_owned(),
+            client_ip: envelope.client_ip.to_string(),
+            mail_from: envelope.mail_from.clone(),
+            size: envelope.size,
+            received_ms: envelope.received_ms,
+        },
+        block_client: decision.block_client,
     }
+}
+
+/// Parses `raw` and judges it with no gathered facts (what a replay without Redis or DNS sees).
+pub fn judge_raw(rules: &RuleSet, envelope: &Envelope, raw: &[u8], received_seq: u64) -> Verdict {
+    let parsed = mail_parser::MessageParser::default().parse(raw);
+    judge(
+        rules,
+        envelope,
+        parsed.as_ref(),
+        raw,
+        received_seq,
+        &Facts::default(),
+    )
+    .verdict
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +121,31 @@ impl Handler for FilterHandler {
             .ok_or_else(|| Failure::poison(NoHeaders))?;
         let envelope = Envelope::from_headers(headers).map_err(Failure::poison)?;
         let seq = msg.info().map_err(Failure::failed)?.stream_sequence;
-        let verdict = judge(&self.rules, &envelope, &msg.payload, seq);
+        let rules = self.rules.current();
+        let parsed = mail_parser::MessageParser::default().parse(&msg.payload[..]);
+
+        let mut facts = Facts::default();
+        self.redis
+            .gather(&rules, &envelope, parsed.as_ref(), &mut facts)
+            .await
+            .map_err(Failure::transient)?;
+
+        let Judgement {
+            verdict,
+            block_client,
+        } = judge(
+            &rules,
+            &envelope,
+            parsed.as_ref(),
+            &msg.payload,
+            seq,
+            &facts,
+        );
+        if let Some(block) = &block_client {
+            feedback::block_client(&self.policy, envelope.client_ip, block)
+                .await
+                .map_err(Failure::transient)?;
+        }
         let payload = serde_json::to_vec(&verdict).map_err(Failure::failed)?;
         self.js
             .send_publish(
@@ -83,6 +163,7 @@ impl Handler for FilterHandler {
             msg_id = %envelope.id,
             accepted = verdict.accepted,
             score = verdict.score,
+            ruleset = %verdict.ruleset,
             rules = ?verdict.hits.iter().map(|h| h.rule.as_str()).collect::<Vec<_>>(),
             "Verdict published."
         );
@@ -93,19 +174,20 @@ impl Handler for FilterHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::RuleArgs;
     use crate::rules::test_support::envelope;
+    use crate::ruleset::{Context, RuleSetFile};
+
+    fn rules(blocked: &[&str]) -> RuleSet {
+        let mut file = RuleSetFile::default();
+        file.blocked_sender.senders = blocked.iter().map(|s| s.to_string()).collect();
+        file.build(&Context::default()).unwrap()
+    }
 
     #[test]
     fn judging_records_the_ruleset_and_the_envelope() {
-        let rules = RuleArgs {
-            spam_threshold: 5.0,
-            blocked_senders: vec!["@spam.example".into()],
-            blocked_sender_score: 10.0,
-        }
-        .build();
+        let rules = rules(&["@spam.example"]);
         let env = envelope("x@spam.example");
-        let v = judge(&rules, &env, b"Subject: hi\r\n\r\nbody\r\n", 7);
+        let v = judge_raw(&rules, &env, b"Subject: hi\r\n\r\nbody\r\n", 7);
         assert!(!v.accepted);
         assert_eq!(v.received_seq, 7);
         assert_eq!(v.ruleset, rules.version());
@@ -114,14 +196,9 @@ mod tests {
 
     #[test]
     fn garbage_bytes_are_judged_not_dropped() {
-        let rules = RuleArgs {
-            spam_threshold: 5.0,
-            blocked_senders: vec![],
-            blocked_sender_score: 10.0,
-        }
-        .build();
+        let rules = rules(&[]);
         let env = envelope("a@b.example");
-        let v = judge(&rules, &env, &[0xff, 0xfe, 0x00, b'\n'], 1);
+        let v = judge_raw(&rules, &env, &[0xff, 0xfe, 0x00, b'\n'], 1);
         assert!(v.accepted);
     }
 }

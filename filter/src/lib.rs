@@ -1,22 +1,44 @@
 //! The filter stage: reads every received message, decides accepted or rejected, publishes the
-//! verdict.
+//! verdict, and tells the ingest which clients to refuse.
 //!
-//! - [`rules`]: the rule engine. Each rule is a pure function over an [`Inspection`](rules::Inspection)
-//!   (envelope plus parsed message) that may add a scored hit; a [`RuleSet`](rules::RuleSet) sums the
-//!   hits, compares with its threshold and names its version.
-//! - [`handler`]: the consumer's side: decode, inspect, publish the verdict, and only then ack.
+//! - [`rules`]: the rule engine. Each rule (one file each) is a pure function over an
+//!   [`Inspection`](rules::Inspection) (envelope, parsed message, gathered [`facts`]) that may add
+//!   a scored hit; a [`RuleSet`](rules::RuleSet) sums the hits, compares with its threshold and
+//!   names its version.
+//! - [`ruleset`]: rule sets as data: the TOML rule file, its built-in defaults, [`ruleset::load`].
+//! - [`reload`]: the rule set in force ([`reload::LiveRules`]), re-read on a timer and on SIGHUP.
+//! - [`facts`]: what is looked up before the rules run (Redis lists and flood counts here; DNS
+//!   facts beside them), so the rules stay pure.
+//! - [`verdict_cache`]: client facts (per IP and HELO) reused for a repeat sender.
+//! - [`feedback`]: a rejected client over a flood limit or on a blocklist goes into the ingest's
+//!   blocked-IP set.
+//! - [`handler`]: the consumer's side: decode, gather, judge, feed back, publish, and only then ack.
+//! - [`admin`]: `maildrop-filter block …`, the run-time blocklists' command line.
 //! - [`config`]: flags and `MAILDROP_*` variables.
 
+pub mod admin;
 pub mod config;
+pub mod facts;
+pub mod feedback;
 pub mod handler;
+pub mod reload;
 pub mod rules;
+pub mod ruleset;
+pub mod verdict_cache;
 
 pub use config::Config;
 
+use std::sync::Arc;
+
 use maildrop_contract::{consumer, subject};
+use maildrop_runtime::connect::{self, ConnectError};
 use maildrop_runtime::consume::{self, ConsumerSpec};
 use maildrop_runtime::streams;
 use tokio_util::sync::CancellationToken;
+
+use crate::reload::LiveRules;
+use crate::ruleset::{Context, LoadError};
+use crate::verdict_cache::VerdictCache;
 
 /// The stage's name, in logs and dead-letter subjects.
 pub const STAGE: &str = "filter";
@@ -25,22 +47,45 @@ pub const STAGE: &str = "filter";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    Rules(#[from] LoadError),
+    #[error(transparent)]
+    Redis(#[from] ConnectError),
+    #[error(transparent)]
     Setup(#[from] streams::SetupError),
 }
 
 /// Runs the filter until `cancel` is cancelled.
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error> {
-    let rules = config.rules.build();
-    tracing::info!(ruleset = %rules.version(), rules = rules.len(), "Rule set loaded.");
+    let context = Context {
+        domains: config.domains.domains.clone(),
+    };
+    let live = Arc::new(LiveRules::load(config.rules.rules.clone(), context)?);
+    {
+        let rules = live.current();
+        tracing::info!(
+            ruleset = %rules.version(),
+            rules = ?rules.names().collect::<Vec<_>>(),
+            threshold = rules.threshold(),
+            file = ?config.rules.rules,
+            "Rule set loaded."
+        );
+    }
+    let redis = connect::redis(&config.redis.url, &cancel).await?;
     let (_, js) =
         streams::connect(&config.nats, &config.streams, "maildrop-filter", &cancel).await?;
+    tokio::spawn(reload::watch(
+        live.clone(),
+        config.rules.reload_every(),
+        cancel.clone(),
+    ));
     let spec = ConsumerSpec {
         stage: STAGE,
         stream: subject::RECEIVED_STREAM,
         durable: consumer::FILTER,
         filter_subject: None,
     };
-    let handler = handler::FilterHandler::new(js.clone(), rules);
+    let cache = VerdictCache::new(redis.clone(), config.rules.verdict_cache_ttl);
+    let handler = handler::FilterHandler::new(js.clone(), live, redis, cache);
     consume::run(js, spec, config.consumer, cancel, handler).await;
     Ok(())
 }

@@ -14,8 +14,15 @@
 //! | `md:{@usage}:versions` | sorted set | mailbox → `ver` of the last sync applied (entries older than 10 min pruned): a late sync cannot undo a newer one |
 //! | `md:stats` | hash | counters (see [`crate::stats`]) |
 //! | `md:stats:applied` | hash | stream name → last stream sequence counted |
+//! | `md:stats:min:<t>`, `md:stats:hour:<t>` | hash | the counters of one minute / hour (`<t>`: its start, Unix s); kept a day / a month (see [`crate::series`]) |
+//! | `md:stats:top:ip:<day>`, `md:stats:top:domain:<day>` | sorted set | client IPs / sender domains of rejected mail and refused attempts → count, per UTC day; kept a month |
+//! | `md:stats:active:hour:<t>`, `md:stats:active:day:<t>` | HyperLogLog | mailboxes that received mail in that hour / day; kept a month |
 //! | `md:alias:<alias>` | string | the mailbox an alias delivers to; expires unless revealed again |
 //! | `md:rl:<ip>` | hash | the API rate-limit bucket of one client IP (`tokens`, `ts`); expires when full again |
+//! | `md:block:<list>` | sorted set | a run-time blocklist of the filter (`sender`, `domain`, `ip`, `subject`): entry → expiry ms (`+inf`: none); see [`crate::blocklist`] |
+//! | `md:{flood:ip:<ip>}:seen`, `md:{flood:subj:<hash>}:seen` | sorted set | flood counts: message id → receive time (ms), the last two windows; see [`crate::flood`] |
+//! | `md:{flood:ip:<ip>}:ban`, `md:{flood:subj:<hash>}:ban` | string | receive time (ms) at which a flood ban began; TTL the ban's length |
+//! | `md:vcache:<ip>:<helo>` | string | the filter's verdict cache: client facts (JSON) of one client IP and HELO; TTL `MAILDROP_VERDICT_CACHE_TTL` |
 //!
 //! All six keys of a mailbox expire together, `retention` after its newest message's receive
 //! time. The `md:{@usage}:*` keys share one hash tag (with `@`, which no mailbox name has), so
@@ -82,10 +89,60 @@ pub fn rate_limit(ip: std::net::IpAddr) -> String {
 
 pub const STATS: &str = "md:stats";
 pub const STATS_APPLIED: &str = "md:stats:applied";
+/// Every statistics key (what a recount deletes).
+pub const STATS_ALL: &str = "md:stats*";
+
+/// `md:stats:<min|hour>:<start>`: the counters of one time bucket (start in Unix seconds).
+pub fn stats_bucket(resolution: &str, start: u64) -> String {
+    format!("{STATS}:{resolution}:{start}")
+}
+
+/// `md:stats:top:<ip|domain>:<day start>`: rejected sources of one day, by count.
+pub fn stats_top(kind: &str, day: u64) -> String {
+    format!("{STATS}:top:{kind}:{day}")
+}
+
+/// `md:stats:active:<hour|day>:<start>`: a HyperLogLog of the mailboxes that received mail.
+pub fn stats_active(resolution: &str, start: u64) -> String {
+    format!("{STATS}:active:{resolution}:{start}")
+}
 
 /// The block entry of a client IP, in canonical form (an IPv4-mapped IPv6 address is its IPv4).
 pub fn blocked_ip(ip: IpAddr) -> String {
     format!("{PREFIX}blocked:ip:{}", ip.to_canonical())
+}
+
+/// `md:block:<list>`: one run-time blocklist of the filter.
+pub fn blocklist(list: &str) -> String {
+    format!("{PREFIX}block:{list}")
+}
+
+/// The flood keys of one dimension, `(seen, ban)`, under one hash tag. An IP in canonical form; a
+/// subject by the FNV-1a hash of its folded text (a subject can hold anything, a key should not).
+pub fn flood(dimension: &crate::flood::Dimension) -> (String, String) {
+    let tag = match dimension {
+        crate::flood::Dimension::Ip(ip) => format!("flood:ip:{}", ip.to_canonical()),
+        crate::flood::Dimension::Subject(s) => format!("flood:subj:{:016x}", fnv1a(s.as_str())),
+    };
+    (
+        format!("{PREFIX}{{{tag}}}:seen"),
+        format!("{PREFIX}{{{tag}}}:ban"),
+    )
+}
+
+/// `md:vcache:<ip>:<helo>`: the filter's cached client facts of one client IP and HELO (lower-cased).
+pub fn verdict_cache(ip: IpAddr, helo: &str) -> String {
+    format!(
+        "{PREFIX}vcache:{}:{}",
+        ip.to_canonical(),
+        helo.trim().to_lowercase()
+    )
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The greylist entry of a (network, HELO) pair. The network always ends in `/<prefix>` and has no
@@ -120,6 +177,18 @@ mod tests {
         assert_eq!(blocked_ip(mapped), "md:blocked:ip:192.0.2.1");
         let v6: IpAddr = "2001:DB8::1".parse().unwrap();
         assert_eq!(blocked_ip(v6), "md:blocked:ip:2001:db8::1");
+    }
+
+    #[test]
+    fn flood_keys_share_a_tag_per_dimension() {
+        use crate::flood::{Dimension, Subject};
+        let (seen, ban) = flood(&Dimension::Ip("::ffff:203.0.113.7".parse().unwrap()));
+        assert_eq!(seen, "md:{flood:ip:203.0.113.7}:seen");
+        assert_eq!(ban, "md:{flood:ip:203.0.113.7}:ban");
+        let a = flood(&Dimension::Subject(Subject::new("Win BIG").unwrap()));
+        let b = flood(&Dimension::Subject(Subject::new("win  big").unwrap()));
+        assert_eq!(a, b);
+        assert!(a.0.starts_with("md:{flood:subj:") && a.0.ends_with("}:seen"));
     }
 
     #[test]

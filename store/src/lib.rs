@@ -14,20 +14,30 @@
 //! - [`usage`]: the global index of mailboxes by last activity and the bytes they hold, kept by
 //!   [`MailStore`] after every write; the store-writer's byte cap and sweeper read it.
 //! - [`stats`]: the counters the reporter keeps and `/api/stats` shows.
+//! - [`series`]: per-minute and per-hour buckets of those counters, the day's top rejected
+//!   sources and the active mailboxes, written with the counters.
 //! - [`policy`]: [`PolicyStore`], the blocked client IPs (written by the filter and operators) and the
 //!   greylist, both read by the ingest while an SMTP client waits.
+//! - [`blocklist`]: the filter's run-time blocklists (sender, domain, IP/CIDR, subject), edited by
+//!   operators while it runs.
+//! - [`flood`]: the filter's flood counts per client IP and per subject, and the bans they start.
+//! - [`verdict_cache`]: the filter's cache of client facts per client IP and HELO.
 //! - [`alias`]: the `alias → mailbox` table.
 //! - [`ratelimit`]: the API's per-IP token buckets, shared by every gateway.
 
 pub mod alias;
 pub mod attachment;
+pub mod blocklist;
+pub mod flood;
 pub mod keys;
 pub mod mailbox;
 pub mod message;
 pub mod policy;
 pub mod ratelimit;
+pub mod series;
 pub mod stats;
 pub mod usage;
+pub mod verdict_cache;
 
 pub use alias::AliasStore;
 pub use mailbox::{

@@ -104,11 +104,24 @@ end
 return {1, delay - waited}
 "#;
 
+const EXTEND_BLOCK: &str = r#"
+-- KEYS: the block key
+-- ARGV: reason ttl_ms
+-- Returns 1 if the block was written, 0 if a block at least as long was there already.
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 or left >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
 /// Reads and writes the connection policy.
 #[derive(Clone)]
 pub struct PolicyStore {
     conn: ConnectionManager,
     greylist: redis::Script,
+    extend_block: redis::Script,
 }
 
 impl PolicyStore {
@@ -116,6 +129,7 @@ impl PolicyStore {
         Self {
             conn,
             greylist: redis::Script::new(GREYLIST),
+            extend_block: redis::Script::new(EXTEND_BLOCK),
         }
     }
 
@@ -126,19 +140,34 @@ impl PolicyStore {
         reason: &str,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let reason: String = reason
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(MAX_REASON)
-            .collect();
         let mut cmd = redis::cmd("SET");
-        cmd.arg(keys::blocked_ip(ip)).arg(reason);
+        cmd.arg(keys::blocked_ip(ip)).arg(clean_reason(reason));
         if let Some(ttl) = ttl {
             cmd.arg("PX").arg(millis(ttl));
         }
         let mut conn = self.conn.clone();
         let _: () = cmd.query_async(&mut conn).await?;
         Ok(())
+    }
+
+    /// Blocks `ip` for at least `ttl`, never shortening a block already there (an operator's block
+    /// without expiry stays as it is): what the filter's feedback uses, so that an automatic
+    /// 5-minute ban cannot lift a longer one. `true` if this call wrote the block.
+    pub async fn extend_block(
+        &self,
+        ip: IpAddr,
+        reason: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let written: u8 = self
+            .extend_block
+            .key(keys::blocked_ip(ip))
+            .arg(clean_reason(reason))
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(written == 1)
     }
 
     /// Lifts a block; `false` if `ip` was not blocked.
@@ -195,6 +224,15 @@ impl PolicyStore {
             },
         })
     }
+}
+
+/// A reason fit for an SMTP reply line: no control characters, at most [`MAX_REASON`] characters.
+fn clean_reason(reason: &str) -> String {
+    reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REASON)
+        .collect()
 }
 
 /// Whole milliseconds, at least one (Redis refuses `PX 0`).

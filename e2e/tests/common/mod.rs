@@ -102,7 +102,11 @@ impl Pipeline {
                 args.extend(redis);
                 args.extend(["--domains".into(), DOMAIN.into()]);
             }
-            Stage::Filter => args.extend(consumer),
+            Stage::Filter => {
+                args.extend(redis);
+                args.extend(["--domains".into(), DOMAIN.into()]);
+                args.extend(consumer);
+            }
             Stage::StoreWriter => {
                 args.extend(redis);
                 args.extend(consumer);

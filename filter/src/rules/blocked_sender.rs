@@ -2,10 +2,37 @@
 //!
 //! The envelope sender (`MAIL FROM`), not the `From` header: it is what the sending system
 //! committed to in the SMTP session, and what an operator sees in the logs.
+//!
+//! This list is static: part of the rule file, so it is versioned with the rule set and a replay
+//! sees the same list. The lists an operator edits at run time (`maildrop-filter block …`) are
+//! the [`blocklist`](super::blocklist) rule's, kept in Redis.
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Hit, Inspection, Rule};
+
+/// `[blocked_sender]` in the rule file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockedSenderSettings {
+    pub enabled: bool,
+    /// Score of a blocked sender.
+    pub weight: f64,
+    /// `user@domain` or `@domain`, case-insensitive.
+    pub senders: Vec<String>,
+}
+
+impl Default for BlockedSenderSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            weight: 10.0,
+            senders: Vec::new(),
+        }
+    }
+}
 
 pub struct BlockedSender {
     addresses: BTreeSet<String>,
@@ -56,16 +83,13 @@ impl Rule for BlockedSender {
         let sender = input.envelope.mail_from.to_ascii_lowercase();
         let domain = sender.rsplit_once('@').map(|(_, d)| d)?;
         if self.addresses.contains(&sender) {
-            return Some(Hit {
-                score: self.score,
-                reason: format!("sender {sender} is blocked"),
-            });
+            return Some(Hit::new(self.score, format!("sender {sender} is blocked")));
         }
         if self.domains.contains(domain) {
-            return Some(Hit {
-                score: self.score,
-                reason: format!("sender domain {domain} is blocked"),
-            });
+            return Some(Hit::new(
+                self.score,
+                format!("sender domain {domain} is blocked"),
+            ));
         }
         None
     }
@@ -89,6 +113,7 @@ mod tests {
             envelope: &env,
             message: None,
             raw: b"",
+            facts: &crate::facts::Facts::default(),
         })
     }
 
