@@ -18,6 +18,7 @@ use maildrop_runtime::args::{
     DomainArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs, parse_duration,
 };
 use maildrop_runtime::cidr::{self, CidrList};
+use maildrop_runtime::ops::{self, OpsArgs};
 
 pub const DEFAULT_PROXY_TRUSTED: &str = "127.0.0.1/32,::1/128";
 pub const DEFAULT_EXEMPT_NETWORKS: &str = "127.0.0.0/8,::1/128";
@@ -34,6 +35,7 @@ pub const DEFAULT_REJECTION_BUFFER: usize = 1024;
 /// maildrop-ingest: the SMTP server that receives mail for our domains.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "maildrop-ingest", version, about)]
+#[command(mut_arg("ops_addr", ops::default_at(ops::DEFAULT_INGEST_ADDR)))]
 pub struct Config {
     /// Address to accept SMTP connections on.
     #[arg(long, env = "MAILDROP_SMTP_ADDR", default_value = "127.0.0.1:2525")]
@@ -83,6 +85,8 @@ pub struct Config {
     pub streams: StreamArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
 
     /// PEM certificate chain (leaf first) for STARTTLS. STARTTLS is offered only when this and
     /// MAILDROP_TLS_KEY are both set; a file that cannot be used stops start-up.

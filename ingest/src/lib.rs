@@ -50,6 +50,8 @@ pub enum Error {
     RedisUrl(#[from] policy::RedisUrlError),
     #[error(transparent)]
     Setup(#[from] streams::SetupError),
+    #[error(transparent)]
+    Ops(#[from] maildrop_runtime::ops::OpsError),
 }
 
 /// Serves SMTP on `listener` until `cancel` is cancelled.
@@ -73,8 +75,13 @@ pub async fn run(
         config.greylist_settings(),
         &policy_cancel,
     )?;
+    // Ready means NATS is connected: every 250 depends on it. Redis is not part of it: its checks
+    // fail open (see `policy`), so a Redis outage must not take the ingest out of rotation.
+    let readiness = maildrop_runtime::ops::Readiness::nats();
+    let _ops = maildrop_runtime::ops::start(&config.ops, STAGE, readiness.clone(), &cancel).await?;
     let (client, mut js) =
         streams::connect(&config.nats, &config.streams, "maildrop-ingest", &cancel).await?;
+    readiness.set_nats(&client);
     js.set_timeout(config.publish_timeout);
     let max_payload = client.server_info().max_payload;
     let mut max_size = config.max_message_size;

@@ -38,6 +38,8 @@ pub async fn publish(
         return Err(PublishError::Disconnected);
     }
     let id = MessageId::new();
+    let started = std::time::Instant::now();
+    let bytes = tx.body.len() as u64;
     let envelope = tx.envelope(id, now_ms());
     let message = PublishMessage::build()
         .payload(tx.body)
@@ -47,9 +49,15 @@ pub async fn publish(
         js.send_publish(subject::RECEIVED, message).await?.await?;
         Ok::<_, PublishError>(())
     };
-    tokio::time::timeout(timeout, acked)
+    let acked = tokio::time::timeout(timeout, acked)
         .await
-        .map_err(|_| PublishError::Timeout(timeout))??;
+        .map_err(|_| PublishError::Timeout(timeout))
+        .and_then(|r| r);
+    metrics::histogram!("maildrop_ingest_publish_seconds", "result" => if acked.is_ok() { "acked" } else { "failed" })
+        .record(started.elapsed().as_secs_f64());
+    acked?;
+    metrics::counter!("maildrop_ingest_messages_accepted_total").increment(1);
+    metrics::counter!("maildrop_ingest_accepted_bytes_total").increment(bytes);
     Ok(id)
 }
 
@@ -61,6 +69,7 @@ pub fn outcome(result: Result<MessageId, PublishError>, peer: std::net::IpAddr) 
             DeliveryOutcome::Accepted { id }
         }
         Err(e) => {
+            metrics::counter!("maildrop_ingest_messages_unacknowledged_total").increment(1);
             tracing::warn!(%peer, error = %e, "Message not acknowledged by JetStream; answered 451.");
             DeliveryOutcome::TemporaryFailure
         }

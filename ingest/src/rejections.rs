@@ -115,16 +115,20 @@ impl Rejections {
         reply: &Reply,
         attempt: impl FnOnce() -> Attempt,
     ) {
-        if self.tx.is_none() {
+        let Some(reason) = classify(verb, reply) else {
             return;
-        }
-        if let Some(reason) = classify(verb, reply) {
+        };
+        count(reason, reply);
+        if self.tx.is_some() {
             self.record(event(client, attempt(), reason, reply));
         }
     }
 
     /// Records a refusal before any session (blocked, rate-limited); never waits.
     pub fn connection(&self, client: IpAddr, reason: RejectReason, reply: &Reply) {
+        count(reason, reply);
+        metrics::counter!("maildrop_ingest_connections_total", "result" => "refused", "reason" => reason.as_str())
+            .increment(1);
         if self.tx.is_some() {
             self.record(event(client, Attempt::default(), reason, reply));
         }
@@ -134,12 +138,21 @@ impl Rejections {
         let Some(tx) = &self.tx else { return };
         if tx.try_send(rejection).is_err() {
             let dropped = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!("maildrop_ingest_rejection_events_dropped_total").increment(1);
             // Once, then every 1,000th: a flood must not flood the log too.
             if dropped == 1 || dropped.is_multiple_of(1000) {
                 tracing::warn!(dropped, "Rejection event buffer full; events dropped.");
             }
         }
     }
+}
+
+/// `maildrop_ingest_rejections_total{reason, class}`: every refusal, whether or not its event is
+/// published (`class` is the reply's `4xx` or `5xx`).
+fn count(reason: RejectReason, reply: &Reply) {
+    let class = if reply.code >= 500 { "5xx" } else { "4xx" };
+    metrics::counter!("maildrop_ingest_rejections_total", "reason" => reason.as_str(), "class" => class)
+        .increment(1);
 }
 
 async fn publish_all(

@@ -187,6 +187,10 @@ async fn connection(
         return goodbye(&mut tcp, &reply).await;
     }
     debug!(%peer, client_ip = %client, "SMTP connection opened.");
+    metrics::counter!("maildrop_ingest_connections_total", "result" => "accepted", "reason" => "")
+        .increment(1);
+    let _open =
+        maildrop_runtime::metrics::Open::new(metrics::gauge!("maildrop_ingest_sessions_open"));
 
     let deadline = Instant::now() + shared.session_timeout;
     let mut conn = Conn {

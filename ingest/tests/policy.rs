@@ -83,6 +83,9 @@ impl Ingest {
             DOMAIN,
             "--hostname",
             HOSTNAME,
+            // Ops endpoints on a free port: tests run side by side.
+            "--ops-addr",
+            "127.0.0.1:0",
         ];
         args.extend_from_slice(flags);
         let config = maildrop_ingest::Config::try_parse_from(args)?;
