@@ -100,18 +100,23 @@ impl WatcherSlots {
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<WatcherSlot, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.0 >= self.total {
+            metrics::counter!("maildrop_gateway_watchers_refused_total", "scope" => "server")
+                .increment(1);
             return Err(ApiError::TooManyWatchers {
                 scope: "this server",
             });
         }
         let mine = open.1.entry(ip).or_insert(0);
         if *mine >= self.per_ip {
+            metrics::counter!("maildrop_gateway_watchers_refused_total", "scope" => "client")
+                .increment(1);
             return Err(ApiError::TooManyWatchers {
                 scope: "your address",
             });
         }
         *mine += 1;
         open.0 += 1;
+        metrics::gauge!("maildrop_gateway_watchers_open").set(open.0 as f64);
         Ok(WatcherSlot {
             slots: self.clone(),
             ip,
@@ -128,6 +133,7 @@ impl Drop for WatcherSlot {
     fn drop(&mut self) {
         let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
         open.0 -= 1;
+        metrics::gauge!("maildrop_gateway_watchers_open").set(open.0 as f64);
         if let Some(n) = open.1.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

@@ -11,6 +11,7 @@ pub mod compat;
 pub mod config;
 pub mod error;
 pub mod guard;
+pub mod http_metrics;
 pub mod hub;
 pub mod openapi;
 pub mod routes;
@@ -51,6 +52,9 @@ pub async fn run(
     listener: TcpListener,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    // The gateway serves /healthz, /readyz and /metrics on its own port (routes::health).
+    maildrop_runtime::metrics::install();
+    maildrop_runtime::ops::build_info(STAGE);
     let (client, js) =
         streams::connect(&config.nats, &config.streams, "maildrop-gateway", &cancel).await?;
     let mailbox_stream = js

@@ -6,7 +6,7 @@
 //! | `GET`/`DELETE /api/mailboxes/{box}/messages/{id}`, `…/raw`, `…/html` | [`message`] |
 //! | `GET /api/mailboxes/{box}/ws`, `…/events` (SSE), `…/wait` | [`live`] |
 //! | `GET /api/stats`, `GET /api/stats/events` (SSE), `GET /api/config` | [`info`] |
-//! | `GET /healthz`, `GET /readyz` | [`health`] |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | [`health`] |
 //! | `/`, `/inbox/…`, `/assets/…` | [`crate::web`] |
 
 pub mod health;
@@ -66,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .merge(public)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/", get(web::index))
         .route("/inbox/{*rest}", get(web::index))
         .route("/assets/app.js", get(web::app_js))
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/favicon.svg", get(web::favicon))
         .fallback(|| async { ApiError::RouteNotFound })
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(crate::http_metrics::record))
         .with_state(state)
 }
 
