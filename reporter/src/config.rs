@@ -1,7 +1,11 @@
 //! The reporter's settings.
 
-use clap::Parser;
-use maildrop_runtime::args::{ConsumerArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use maildrop_runtime::args::{
+    ConsumerArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs, parse_duration,
+};
 use maildrop_runtime::ops::{self, OpsArgs};
 
 /// maildrop-reporter: keeps statistics of every stream.
@@ -24,6 +28,43 @@ pub struct Config {
     pub log: LogArgs,
     #[command(flatten)]
     pub ops: OpsArgs,
+    #[command(flatten)]
+    pub reports: ReportArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of (or before) counting.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Deletes every statistic (counters, series, top lists, active mailboxes) and the reporter's
+    /// counting consumers, then counts the streams again from their start and goes on counting.
+    /// Stop every other reporter first.
+    Recount,
+}
+
+/// Spam-source reports: rejected messages and refused SMTP attempts, posted in JSON batches to a
+/// webhook.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Where to POST spam-source reports (http or https). Unset: no reports.
+    #[arg(long, env = "MAILDROP_REPORT_WEBHOOK_URL")]
+    pub report_webhook_url: Option<reqwest::Url>,
+    /// Reports per POST at most.
+    #[arg(long, env = "MAILDROP_REPORT_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub report_batch: u32,
+    /// How long to wait for a batch to fill before posting what there is.
+    #[arg(long, env = "MAILDROP_REPORT_MAX_WAIT", default_value = "10s", value_parser = parse_duration)]
+    pub report_max_wait: Duration,
+    /// How long one POST may take.
+    #[arg(long, env = "MAILDROP_REPORT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub report_timeout: Duration,
+    /// First retry delay after a failed POST; it doubles (with jitter) up to the maximum.
+    #[arg(long, env = "MAILDROP_REPORT_RETRY_MIN", default_value = "1s", value_parser = parse_duration)]
+    pub report_retry_min: Duration,
+    /// Longest retry delay. A batch is retried until the webhook accepts it.
+    #[arg(long, env = "MAILDROP_REPORT_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub report_retry_max: Duration,
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! Which counters one message moves. Pure: the counting loop decides *whether* to count.
+//! What one message moves: counters, a rejected source, an active mailbox. Pure: the counting
+//! loop decides *whether* to count.
 
 use async_nats::HeaderMap;
 use maildrop_contract::envelope::header;
-use maildrop_contract::{MailboxEvent, Verdict, consumer, subject};
+use maildrop_contract::{IngestRejection, MailboxEvent, Verdict, consumer, subject};
 use maildrop_store::stats::Counter;
 
 /// A stream the reporter counts.
@@ -11,16 +12,24 @@ pub enum Source {
     Received,
     Verdicts,
     Mailbox,
+    /// SMTP attempts the ingest refused.
+    Rejected,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::Received, Source::Verdicts, Source::Mailbox];
+    pub const ALL: [Source; 4] = [
+        Source::Received,
+        Source::Verdicts,
+        Source::Mailbox,
+        Source::Rejected,
+    ];
 
     pub fn stream(self) -> &'static str {
         match self {
             Self::Received => subject::RECEIVED_STREAM,
             Self::Verdicts => subject::VERDICTS_STREAM,
             Self::Mailbox => subject::MAILBOX_STREAM,
+            Self::Rejected => subject::REJECTED_STREAM,
         }
     }
 
@@ -29,38 +38,86 @@ impl Source {
             Self::Received => consumer::REPORTER_RECEIVED,
             Self::Verdicts => consumer::REPORTER_VERDICTS,
             Self::Mailbox => consumer::REPORTER_MAILBOX,
+            Self::Rejected => consumer::REPORTER_REJECTED,
         }
     }
 }
 
-/// The counters `payload` (with `headers`) moves. An undecodable event moves none: it is the
-/// writer's bug, not traffic.
-pub fn counters(
-    source: Source,
-    headers: Option<&HeaderMap>,
-    payload: &[u8],
-) -> Vec<(Counter, u64)> {
+/// What one message moves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub counters: Vec<(Counter, u64)>,
+    /// A rejected message's or refused attempt's client IP and sender domain, for the top lists.
+    pub rejected_source: Option<(String, Option<String>)>,
+    /// The mailbox a message was stored in, for the active-mailbox count.
+    pub stored_in: Option<String>,
+}
+
+/// The domain of an address (`MAIL FROM`), if it has one.
+pub fn domain_of(address: &str) -> Option<String> {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim().to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+}
+
+/// What `payload` (with `headers`) moves. An undecodable event moves nothing: it is the writer's
+/// bug, not traffic.
+pub fn effects(source: Source, headers: Option<&HeaderMap>, payload: &[u8]) -> Effects {
     match source {
         Source::Received => {
             let size = headers
                 .and_then(|h| h.get(header::SIZE))
                 .and_then(|v| v.as_str().parse().ok())
                 .unwrap_or(payload.len() as u64);
-            vec![(Counter::Received, 1), (Counter::BytesReceived, size)]
+            Effects {
+                counters: vec![(Counter::Received, 1), (Counter::BytesReceived, size)],
+                ..Effects::default()
+            }
         }
         Source::Verdicts => match serde_json::from_slice::<Verdict>(payload) {
-            Ok(v) if v.accepted => vec![(Counter::Accepted, 1)],
-            Ok(v) => std::iter::once((Counter::Rejected, 1))
-                .chain(v.hits.into_iter().map(|h| (Counter::RejectedBy(h.rule), 1)))
-                .collect(),
-            Err(_) => Vec::new(),
+            Ok(v) if v.accepted => Effects {
+                counters: vec![(Counter::Accepted, 1)],
+                ..Effects::default()
+            },
+            Ok(v) => Effects {
+                counters: std::iter::once((Counter::Rejected, 1))
+                    .chain(v.hits.into_iter().map(|h| (Counter::RejectedBy(h.rule), 1)))
+                    .collect(),
+                rejected_source: Some((v.client_ip, domain_of(&v.mail_from))),
+                stored_in: None,
+            },
+            Err(_) => Effects::default(),
         },
         Source::Mailbox => match serde_json::from_slice::<MailboxEvent>(payload) {
-            Ok(MailboxEvent::Stored { .. }) => vec![(Counter::Stored, 1)],
-            Ok(MailboxEvent::Deleted { .. }) => vec![(Counter::Deleted, 1)],
-            Ok(MailboxEvent::Cleared { .. }) => vec![(Counter::Cleared, 1)],
-            Ok(MailboxEvent::Expired { .. }) => vec![(Counter::Expired, 1)],
-            Err(_) => Vec::new(),
+            Ok(MailboxEvent::Stored { mailbox, .. }) => Effects {
+                counters: vec![(Counter::Stored, 1)],
+                stored_in: Some(mailbox.as_str().to_owned()),
+                ..Effects::default()
+            },
+            Ok(e) => Effects {
+                counters: vec![(
+                    match e {
+                        MailboxEvent::Deleted { .. } => Counter::Deleted,
+                        MailboxEvent::Cleared { .. } => Counter::Cleared,
+                        _ => Counter::Expired,
+                    },
+                    1,
+                )],
+                ..Effects::default()
+            },
+            Err(_) => Effects::default(),
+        },
+        Source::Rejected => match serde_json::from_slice::<IngestRejection>(payload) {
+            Ok(r) => Effects {
+                counters: vec![
+                    (Counter::RejectedIngest, 1),
+                    (Counter::RejectedIngestBy(r.reason.as_str().to_owned()), 1),
+                ],
+                rejected_source: Some((r.client_ip, r.mail_from.as_deref().and_then(domain_of))),
+                stored_in: None,
+            },
+            Err(_) => Effects::default(),
         },
     }
 }
@@ -74,34 +131,67 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::SIZE, "1234");
         assert_eq!(
-            counters(Source::Received, Some(&h), b"x"),
+            effects(Source::Received, Some(&h), b"x").counters,
             vec![(Counter::Received, 1), (Counter::BytesReceived, 1234)]
         );
         assert_eq!(
-            counters(Source::Received, None, b"xyz")[1],
+            effects(Source::Received, None, b"xyz").counters[1],
             (Counter::BytesReceived, 3)
         );
     }
 
     #[test]
-    fn rejections_count_by_rule() {
+    fn rejections_count_by_rule_and_name_their_source() {
         let v = include_str!("../../contract/fixtures/verdict.v1.json");
+        let e = effects(Source::Verdicts, None, v.as_bytes());
         assert_eq!(
-            counters(Source::Verdicts, None, v.as_bytes()),
+            e.counters,
             vec![
                 (Counter::Rejected, 1),
                 (Counter::RejectedBy("blocked_sender".into()), 1)
             ]
+        );
+        assert_eq!(
+            e.rejected_source,
+            Some(("192.0.2.7".into(), Some("example.com".into())))
+        );
+    }
+
+    #[test]
+    fn ingest_rejections_count_by_reason() {
+        let r = include_str!("../../contract/fixtures/rejected-ingest.v1.json");
+        let e = effects(Source::Rejected, None, r.as_bytes());
+        assert_eq!(
+            e.counters,
+            vec![
+                (Counter::RejectedIngest, 1),
+                (Counter::RejectedIngestBy("relay_denied".into()), 1)
+            ]
+        );
+        assert_eq!(
+            e.rejected_source,
+            Some(("192.0.2.7".into(), Some("example.com".into())))
         );
     }
 
     #[test]
     fn mailbox_events_and_garbage() {
         let e = include_str!("../../contract/fixtures/mailbox-stored.v1.json");
+        let e = effects(Source::Mailbox, None, e.as_bytes());
+        assert_eq!(e.counters, vec![(Counter::Stored, 1)]);
+        assert_eq!(e.stored_in.as_deref(), Some("bob"));
+        let d = include_str!("../../contract/fixtures/mailbox-deleted.v1.json");
         assert_eq!(
-            counters(Source::Mailbox, None, e.as_bytes()),
-            vec![(Counter::Stored, 1)]
+            effects(Source::Mailbox, None, d.as_bytes()).counters,
+            vec![(Counter::Deleted, 1)]
         );
-        assert!(counters(Source::Mailbox, None, b"{").is_empty());
+        assert_eq!(effects(Source::Mailbox, None, b"{"), Effects::default());
+    }
+
+    #[test]
+    fn domains_of_senders() {
+        assert_eq!(domain_of("a@B.example").as_deref(), Some("b.example"));
+        assert_eq!(domain_of(""), None);
+        assert_eq!(domain_of("postmaster"), None);
     }
 }

@@ -1,28 +1,34 @@
 //! The loop that counts one stream exactly once (the argument is in the crate docs).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use maildrop_runtime::consume::retry_delay;
 use maildrop_store::StatsStore;
-use maildrop_store::stats::Counter;
+use maildrop_store::series::Batch;
 use tokio_util::sync::CancellationToken;
 
-use crate::count::{Source, counters};
+use crate::count::{Effects, Source, effects};
 
 /// One fetched message, reduced to what counting needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     pub seq: u64,
     pub delivered: i64,
-    pub counters: Vec<(Counter, u64)>,
+    /// The message's stream timestamp (ms): the bucket it counts in, the same on every replay.
+    pub time_ms: u64,
+    pub effects: Effects,
+}
+
+/// The stream timestamp of a message, in ms since the epoch.
+pub fn stream_time_ms(info: &jetstream::message::Info<'_>) -> u64 {
+    u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 /// The increments of a batch and the mark to record, given the mark recorded so far.
-pub fn tally(applied: u64, items: &[Item]) -> (BTreeMap<Counter, u64>, u64) {
-    let mut increments = BTreeMap::new();
+pub fn tally(applied: u64, items: &[Item]) -> (Batch, u64) {
+    let mut increments = Batch::default();
     let mut reset = false;
     for item in items {
         let already_counted = item.seq <= applied && item.delivered > 1;
@@ -30,8 +36,15 @@ pub fn tally(applied: u64, items: &[Item]) -> (BTreeMap<Counter, u64>, u64) {
             continue;
         }
         reset |= item.seq <= applied;
-        for (counter, by) in &item.counters {
-            *increments.entry(counter.clone()).or_insert(0) += by;
+        let effects = &item.effects;
+        for (counter, by) in &effects.counters {
+            increments.count(item.time_ms, counter.clone(), *by);
+        }
+        if let Some((ip, domain)) = &effects.rejected_source {
+            increments.rejected_source(item.time_ms, ip, domain.as_deref());
+        }
+        if let Some(mailbox) = &effects.stored_in {
+            increments.active(item.time_ms, mailbox);
         }
     }
     let highest = items.iter().map(|i| i.seq).max().unwrap_or(0);
@@ -115,7 +128,8 @@ pub async fn run(
                 Some(Item {
                     seq: info.stream_sequence,
                     delivered: info.delivered,
-                    counters: counters(source, m.headers.as_ref(), &m.payload),
+                    time_ms: stream_time_ms(&info),
+                    effects: effects(source, m.headers.as_ref(), &m.payload),
                 })
             })
             .collect();
@@ -158,33 +172,57 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use maildrop_store::series::{Resolution, TopKind};
+    use maildrop_store::stats::Counter;
+
+    const T: u64 = 1_732_900_000_000;
 
     fn item(seq: u64, delivered: i64) -> Item {
         Item {
             seq,
             delivered,
-            counters: vec![(Counter::Received, 1)],
+            time_ms: T,
+            effects: Effects {
+                counters: vec![(Counter::Received, 1)],
+                ..Effects::default()
+            },
         }
+    }
+
+    #[test]
+    fn skipped_redeliveries_move_no_bucket_top_or_mailbox() {
+        let mut counted = item(11, 1);
+        counted.effects.rejected_source = Some(("192.0.2.1".into(), None));
+        counted.effects.stored_in = Some("bob".into());
+        let mut skipped = counted.clone();
+        skipped.seq = 10;
+        skipped.delivered = 2;
+        let (batch, _) = tally(10, &[skipped, counted]);
+        let minute = (Resolution::Minute, Resolution::Minute.bucket(T));
+        assert_eq!(batch.buckets[&minute][&Counter::Received], 1);
+        let day = Resolution::Day.bucket(T);
+        assert_eq!(batch.top[&(TopKind::Ip, day)]["192.0.2.1"], 1);
+        assert_eq!(batch.active.len(), 2);
     }
 
     #[test]
     fn new_messages_count_and_raise_the_mark() {
         let (inc, mark) = tally(10, &[item(11, 1), item(12, 1)]);
-        assert_eq!(inc[&Counter::Received], 2);
+        assert_eq!(inc.counters[&Counter::Received], 2);
         assert_eq!(mark, 12);
     }
 
     #[test]
     fn redeliveries_at_or_below_the_mark_are_skipped() {
         let (inc, mark) = tally(12, &[item(11, 2), item(12, 3), item(13, 2)]);
-        assert_eq!(inc[&Counter::Received], 1);
+        assert_eq!(inc.counters[&Counter::Received], 1);
         assert_eq!(mark, 13);
     }
 
     #[test]
     fn a_recreated_stream_is_counted_from_its_start() {
         let (inc, mark) = tally(500, &[item(1, 1), item(2, 1)]);
-        assert_eq!(inc[&Counter::Received], 2);
+        assert_eq!(inc.counters[&Counter::Received], 2);
         assert_eq!(mark, 2);
     }
 

@@ -2,7 +2,8 @@
 //!
 //! The reporter counts each stream in order and records, in the same `MULTI` as the increments, the
 //! last stream sequence it counted (`md:stats:applied`). A message redelivered after a crash is at
-//! or below that mark and is not counted twice (see the reporter for the whole argument).
+//! or below that mark and is not counted twice (see the reporter for the whole argument). The
+//! time series, top lists and active mailboxes written with them are in [`crate::series`].
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 use crate::keys;
+use crate::series::Batch;
 
 /// One counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,12 +28,17 @@ pub enum Counter {
     Cleared,
     /// Mailboxes the store-writer's sweeper found past their retention.
     Expired,
+    /// SMTP attempts the ingest refused.
+    RejectedIngest,
+    /// SMTP attempts the ingest refused for this reason.
+    RejectedIngestBy(String),
 }
 
 const REJECTED_BY: &str = "rejected_by:";
+const REJECTED_INGEST_BY: &str = "rejected_ingest_by:";
 
 impl Counter {
-    fn field(&self) -> String {
+    pub(crate) fn field(&self) -> String {
         match self {
             Self::Received => "received".into(),
             Self::BytesReceived => "bytes_received".into(),
@@ -42,6 +49,8 @@ impl Counter {
             Self::Deleted => "deleted".into(),
             Self::Cleared => "cleared".into(),
             Self::Expired => "expired".into(),
+            Self::RejectedIngest => "rejected_ingest".into(),
+            Self::RejectedIngestBy(reason) => format!("{REJECTED_INGEST_BY}{reason}"),
         }
     }
 }
@@ -60,6 +69,11 @@ pub struct Stats {
     /// Added after the others: absent from documents written before it.
     #[serde(default)]
     pub expired: u64,
+    /// SMTP attempts the ingest refused, in all and by reason (added later, like `expired`).
+    #[serde(default)]
+    pub rejected_ingest: u64,
+    #[serde(default)]
+    pub rejected_ingest_by_reason: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -75,9 +89,12 @@ impl Stats {
                 "deleted" => stats.deleted = n,
                 "cleared" => stats.cleared = n,
                 "expired" => stats.expired = n,
+                "rejected_ingest" => stats.rejected_ingest = n,
                 other => {
                     if let Some(rule) = other.strip_prefix(REJECTED_BY) {
                         stats.rejected_by_rule.insert(rule.to_owned(), n);
+                    } else if let Some(reason) = other.strip_prefix(REJECTED_INGEST_BY) {
+                        stats.rejected_ingest_by_reason.insert(reason.to_owned(), n);
                     }
                 }
             }
@@ -88,7 +105,7 @@ impl Stats {
 
 #[derive(Clone)]
 pub struct StatsStore {
-    conn: ConnectionManager,
+    pub(crate) conn: ConnectionManager,
 }
 
 impl StatsStore {
@@ -107,22 +124,17 @@ impl StatsStore {
         Ok(seq.unwrap_or(0))
     }
 
-    /// Adds `increments` and records `last_seq` of `stream` as counted, atomically.
+    /// Writes `batch` (counters, buckets, tops, mailboxes; see [`crate::series`]) and records
+    /// `last_seq` of `stream` as counted, atomically.
     pub async fn apply(
         &self,
         stream: &str,
         last_seq: u64,
-        increments: &BTreeMap<Counter, u64>,
+        batch: &Batch,
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for (counter, by) in increments {
-            pipe.cmd("HINCRBY")
-                .arg(keys::STATS)
-                .arg(counter.field())
-                .arg(*by)
-                .ignore();
-        }
+        batch.write(&mut pipe);
         pipe.cmd("HSET")
             .arg(keys::STATS_APPLIED)
             .arg(stream)

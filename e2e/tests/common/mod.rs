@@ -215,6 +215,11 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Replaces the extra flags of `stage` for its next start (e.g. a subcommand to run once).
+    pub fn set_flags(&mut self, stage: Stage, flags: Vec<String>) {
+        self.flags.insert(stage, flags);
+    }
+
     /// Stops one stage gracefully and waits for it.
     pub async fn stop_stage(&mut self, stage: Stage) -> anyhow::Result<()> {
         let (cancel, handle) = self.running.remove(&stage).context("stage not running")?;
@@ -287,6 +292,20 @@ impl Pipeline {
         wait_until(Duration::from_secs(30), what, || async move {
             let (status, stats) = self.get_json("/api/stats").await.ok()?;
             (status == 200 && check(&stats)).then_some(stats)
+        })
+        .await
+    }
+
+    /// Waits until the JSON at `path` satisfies `check`; returns it.
+    pub async fn wait_for_json(
+        &self,
+        path: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let check = &check;
+        wait_until(Duration::from_secs(30), path, || async move {
+            let (status, body) = self.get_json(path).await.ok()?;
+            (status == 200 && check(&body)).then_some(body)
         })
         .await
     }
