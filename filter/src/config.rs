@@ -27,6 +27,8 @@ pub struct Config {
     #[command(flatten)]
     pub rules: RuleArgs,
     #[command(flatten)]
+    pub dns: crate::dns::DnsArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 

@@ -154,11 +154,10 @@ impl Dns {
         opts.use_hosts_file = ResolveHosts::Never;
         // Every name the filter asks is fully qualified: no search-list expansions.
         opts.ndots = 0;
-        let resolver =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-                .with_options(opts)
-                .build()
-                .map_err(DnsSetupError::Build)?;
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(DnsSetupError::Build)?;
         Ok(Some(Self {
             auth: MessageAuthenticator(resolver.clone()),
             resolver,
@@ -223,7 +222,11 @@ mod tests {
                 "[::2]:53".parse().unwrap(),
             ])
         );
-        assert!(parse_servers("resolver.example").unwrap_err().contains("resolver.example"));
+        assert!(
+            parse_servers("resolver.example")
+                .unwrap_err()
+                .contains("resolver.example")
+        );
         assert!(parse_servers(",").is_err());
     }
 

@@ -7,8 +7,8 @@
 //! live path, a replay and a unit test on one code path with different facts.
 //!
 //! The Redis facts (run-time blocklists and flood counts) are gathered here by [`RedisFacts`];
-//! DNS facts (blocklists, SPF, DKIM, DMARC) are gathered by the DNS side and added as fields of
-//! their own. A new group of facts is a field here, filled by its gatherer, read by its rules.
+//! DNS facts (blocklists, SPF, DKIM, DMARC) are gathered by [`crate::gather`] into
+//! [`Facts::dns`]. A new group of facts is a field here, filled by its gatherer, read by its rules.
 
 use std::net::IpAddr;
 
@@ -26,6 +26,8 @@ pub struct Facts {
     pub lists: Option<ListMatches>,
     /// This message's place in the flood counts.
     pub flood: Option<FloodFacts>,
+    /// What DNS says about the client, the sender and the links ([`crate::gather`]).
+    pub dns: crate::gather::DnsFacts,
 }
 
 /// The run-time blocklist entries a message matched, as written in the list.

@@ -22,17 +22,16 @@ use maildrop_store::PolicyStore;
 use crate::facts::{Facts, RedisFacts};
 use crate::feedback;
 use crate::reload::LiveRules;
+use crate::gather::DnsGatherer;
 use crate::rules::{BlockClient, Inspection, RuleSet};
-use crate::verdict_cache::VerdictCache;
 
 pub struct FilterHandler {
     js: jetstream::Context,
     rules: Arc<LiveRules>,
     redis: RedisFacts,
     policy: PolicyStore,
-    /// For the gatherers of client facts (see [`crate::verdict_cache`]).
-    #[allow(dead_code)]
-    cache: VerdictCache,
+    /// DNS facts, through the shared resolver and the verdict cache.
+    dns: DnsGatherer,
 }
 
 impl FilterHandler {
@@ -40,14 +39,14 @@ impl FilterHandler {
         js: jetstream::Context,
         rules: Arc<LiveRules>,
         redis: redis::aio::ConnectionManager,
-        cache: VerdictCache,
+        dns: DnsGatherer,
     ) -> Self {
         Self {
             js,
             rules,
             redis: RedisFacts::new(redis.clone()),
             policy: PolicyStore::new(redis),
-            cache,
+            dns,
         }
     }
 }
@@ -125,10 +124,17 @@ impl Handler for FilterHandler {
         let parsed = mail_parser::MessageParser::default().parse(&msg.payload[..]);
 
         let mut facts = Facts::default();
-        self.redis
-            .gather(&rules, &envelope, parsed.as_ref(), &mut facts)
-            .await
-            .map_err(Failure::transient)?;
+        // Redis and DNS at once; DNS never fails (what it cannot answer by its deadline is
+        // left out), Redis being down is transient.
+        let mut dns = Facts::default();
+        let (redis, ()) = tokio::join!(
+            self.redis
+                .gather(&rules, &envelope, parsed.as_ref(), &mut facts),
+            self.dns
+                .gather(&rules, &envelope, &msg.payload, parsed.as_ref(), &mut dns),
+        );
+        redis.map_err(Failure::transient)?;
+        facts.dns = dns.dns;
 
         let Judgement {
             verdict,

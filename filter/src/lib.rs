@@ -9,6 +9,9 @@
 //! - [`reload`]: the rule set in force ([`reload::LiveRules`]), re-read on a timer and on SIGHUP.
 //! - [`facts`]: what is looked up before the rules run (Redis lists and flood counts here; DNS
 //!   facts beside them), so the rules stay pure.
+//! - [`gather`]: the DNS facts (blocklists of the client IP and of linked domains, SPF, DKIM,
+//!   DMARC), all of a message's lookups at once under one deadline, through [`dns`]: the one
+//!   caching resolver every DNS rule shares (mail-auth included).
 //! - [`verdict_cache`]: client facts (per IP and HELO) reused for a repeat sender.
 //! - [`feedback`]: a rejected client over a flood limit or on a blocklist goes into the ingest's
 //!   blocked-IP set.
@@ -18,8 +21,10 @@
 
 pub mod admin;
 pub mod config;
+pub mod dns;
 pub mod facts;
 pub mod feedback;
+pub mod gather;
 pub mod handler;
 pub mod reload;
 pub mod rules;
@@ -50,6 +55,8 @@ pub enum Error {
     Rules(#[from] LoadError),
     #[error(transparent)]
     Redis(#[from] ConnectError),
+    #[error(transparent)]
+    Dns(#[from] dns::DnsSetupError),
     #[error(transparent)]
     Setup(#[from] streams::SetupError),
 }
@@ -85,7 +92,18 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         filter_subject: None,
     };
     let cache = VerdictCache::new(redis.clone(), config.rules.verdict_cache_ttl);
-    let handler = handler::FilterHandler::new(js.clone(), live, redis, cache);
+    let host = config
+        .domains
+        .domains
+        .first()
+        .map_or("localhost", String::as_str);
+    let gatherer = gather::DnsGatherer::new(
+        dns::Dns::from_args(&config.dns)?,
+        cache,
+        config.dns.dns_deadline,
+        host,
+    );
+    let handler = handler::FilterHandler::new(js.clone(), live, redis, gatherer);
     consume::run(js, spec, config.consumer, cancel, handler).await;
     Ok(())
 }

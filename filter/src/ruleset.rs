@@ -17,8 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::rules::blocked_sender::BlockedSenderSettings;
 use crate::rules::blocklist::{Blocklist, BlocklistSettings};
+use crate::rules::dkim::{Dkim, DkimSettings};
+use crate::rules::dmarc::{Dmarc, DmarcSettings};
+use crate::rules::dnsbl::{Dnsbl, DnsblSettings};
 use crate::rules::flood::{Flood, FloodSettings};
 use crate::rules::header_sanity::{HeaderSanity, HeaderSanitySettings};
+use crate::rules::spf::{Spf, SpfSettings};
+use crate::rules::uribl::{Uribl, UriblSettings};
 use crate::rules::{BlockedSender, Rule, RuleSet};
 
 /// The default threshold: a score at or above it rejects.
@@ -34,6 +39,11 @@ pub struct RuleSetFile {
     pub header_sanity: HeaderSanitySettings,
     pub blocklist: BlocklistSettings,
     pub flood: FloodSettings,
+    pub dnsbl: DnsblSettings,
+    pub uribl: UriblSettings,
+    pub spf: SpfSettings,
+    pub dkim: DkimSettings,
+    pub dmarc: DmarcSettings,
 }
 
 impl Default for RuleSetFile {
@@ -44,6 +54,11 @@ impl Default for RuleSetFile {
             header_sanity: HeaderSanitySettings::default(),
             blocklist: BlocklistSettings::default(),
             flood: FloodSettings::default(),
+            dnsbl: DnsblSettings::default(),
+            uribl: UriblSettings::default(),
+            spf: SpfSettings::default(),
+            dkim: DkimSettings::default(),
+            dmarc: DmarcSettings::default(),
         }
     }
 }
@@ -81,6 +96,8 @@ pub enum RuleFileError {
     NotFinite { setting: String },
     #[error("{setting} must be more than zero")]
     Zero { setting: String },
+    #[error("{setting}: {zone:?} is not a DNS zone")]
+    Zone { setting: String, zone: String },
     #[error("flood.exempt")]
     Network(#[source] maildrop_runtime::cidr::CidrError),
 }
@@ -137,6 +154,30 @@ impl RuleSetFile {
                 });
             }
         }
+        let zones = self.dnsbl.zones.iter().map(|z| ("dnsbl", z));
+        for (rule, zone) in zones.chain(self.uribl.zones.iter().map(|z| ("uribl", z))) {
+            finite(&format!("{rule}.zones.{}", zone.zone), zone.weight)?;
+            if zone.zone.trim_matches('.').is_empty() || zone.zone.contains(char::is_whitespace) {
+                return Err(RuleFileError::Zone {
+                    setting: format!("{rule}.zones"),
+                    zone: zone.zone.clone(),
+                });
+            }
+        }
+        let (s, k, m) = (&self.spf, &self.dkim, &self.dmarc);
+        for (name, v) in [
+            ("spf.fail", s.fail),
+            ("spf.softfail", s.softfail),
+            ("spf.neutral", s.neutral),
+            ("spf.permerror", s.permerror),
+            ("dkim.fail", k.fail),
+            ("dkim.pass", k.pass),
+            ("dmarc.reject", m.reject),
+            ("dmarc.quarantine", m.quarantine),
+            ("dmarc.none", m.none),
+        ] {
+            finite(name, v)?;
+        }
         for network in &f.exempt {
             network
                 .parse::<maildrop_runtime::cidr::Cidr>()
@@ -166,6 +207,21 @@ impl RuleSetFile {
         }
         if self.flood.enabled {
             rules.push(Box::new(Flood::new(self.flood.clone())));
+        }
+        if self.dnsbl.enabled {
+            rules.push(Box::new(Dnsbl::new(self.dnsbl.clone())));
+        }
+        if self.uribl.enabled {
+            rules.push(Box::new(Uribl::new(self.uribl.clone())));
+        }
+        if self.spf.enabled {
+            rules.push(Box::new(Spf::new(self.spf.clone())));
+        }
+        if self.dkim.enabled {
+            rules.push(Box::new(Dkim::new(self.dkim.clone())));
+        }
+        if self.dmarc.enabled {
+            rules.push(Box::new(Dmarc::new(self.dmarc.clone())));
         }
         Ok(RuleSet::new(rules, self.threshold, self.clone()))
     }
@@ -249,7 +305,16 @@ mod tests {
         assert_eq!(off.version(), off_other.version());
         assert_eq!(
             off.names().collect::<Vec<_>>(),
-            ["blocked_sender", "header_sanity", "blocklist"]
+            [
+                "blocked_sender",
+                "header_sanity",
+                "blocklist",
+                "dnsbl",
+                "uribl",
+                "spf",
+                "dkim",
+                "dmarc"
+            ]
         );
         // Another installation's domains are another rule set.
         assert_ne!(defaults(&Context::default()).version(), base.version());
@@ -265,6 +330,16 @@ mod tests {
             ("[flood]\nwindow = \"0s\"\n", "flood.window"),
             ("[flood]\nexempt = [\"10.0.0.1/8\"]\n", "flood.exempt"),
             ("threshold = nan\n", "threshold"),
+            (
+                "[dnsbl]\nzones = [{ zone = \"bl.test\", weight = inf }]\n",
+                "dnsbl.zones.bl.test",
+            ),
+            (
+                "[uribl]\nzones = [{ zone = \"\", weight = 1.0 }]\n",
+                "uribl.zones",
+            ),
+            ("[dnsbl]\nzones = [{ zone = \"x\" }]\n", "weight"),
+            ("[spf]\nfail = nan\n", "spf.fail"),
         ] {
             let err = RuleSetFile::parse(text).unwrap_err();
             let chain = format!("{err} {:?}", err);

@@ -314,11 +314,10 @@ mod tests {
     #[test]
     fn answers_from_the_table_and_counts() {
         let state = Mutex::new(State::default());
-        state
-            .lock()
-            .unwrap()
-            .records
-            .insert("a.test".into(), vec![RData::A(A(Ipv4Addr::new(127, 0, 0, 2)))]);
+        state.lock().unwrap().records.insert(
+            "a.test".into(),
+            vec![RData::A(A(Ipv4Addr::new(127, 0, 0, 2)))],
+        );
         let m = answer(&state, "A.test.", RecordType::A);
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
         assert_eq!(m.answers.len(), 1);

@@ -106,6 +106,14 @@ impl Pipeline {
                 args.extend(redis);
                 args.extend(["--domains".into(), DOMAIN.into()]);
                 args.extend(consumer);
+                // Tests never ask the internet: no DNS unless a test brings its own server.
+                let own = self
+                    .flags
+                    .get(&stage)
+                    .is_some_and(|f| f.iter().any(|a| a == "--dns-servers"));
+                if !own {
+                    args.extend(["--dns-servers".into(), "off".into()]);
+                }
             }
             Stage::StoreWriter => {
                 args.extend(redis);

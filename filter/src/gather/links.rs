@@ -76,7 +76,8 @@ fn find_www(s: &str) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = s[from..].find("www.") {
         let i = from + i;
-        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || b"/.-@".contains(&bytes[i - 1]));
+        let boundary =
+            i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || b"/.-@".contains(&bytes[i - 1]));
         if boundary {
             return Some(i);
         }
@@ -98,7 +99,9 @@ pub fn registrable(host: &str) -> Option<String> {
     if !domain.suffix().is_known() {
         return None;
     }
-    std::str::from_utf8(domain.as_bytes()).ok().map(str::to_owned)
+    std::str::from_utf8(domain.as_bytes())
+        .ok()
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -125,7 +128,9 @@ mod tests {
     #[test]
     fn html_hrefs_are_found() {
         assert_eq!(
-            domains(r#"<a href="https://login.bank-secure.com/">Bank</a><img src='http://cdn.tracker.org/p.gif'>"#),
+            domains(
+                r#"<a href="https://login.bank-secure.com/">Bank</a><img src='http://cdn.tracker.org/p.gif'>"#
+            ),
             ["bank-secure.com", "tracker.org"]
         );
     }
@@ -133,7 +138,10 @@ mod tests {
     #[test]
     fn ip_literals_unknown_suffixes_and_non_links_are_skipped() {
         assert!(domains("http://203.0.113.9/x http://localhost/ https://host.invalidtld/ swww.x.com mail@www.y.com").is_empty());
-        assert_eq!(registrable("a.b.c.example.com."), Some("example.com".into()));
+        assert_eq!(
+            registrable("a.b.c.example.com."),
+            Some("example.com".into())
+        );
         assert_eq!(registrable("co.uk"), None);
     }
 
@@ -152,10 +160,9 @@ mod tests {
             --b\r\nContent-Type: text/plain\r\n\r\nSee https://text.example.org/\r\n\
             --b\r\nContent-Type: text/html\r\n\r\n<a href=\"http://www.html.example.net/\">x</a>\r\n\
             --b--\r\n";
-        let message = mail_parser::MessageParser::default().parse(&raw[..]).unwrap();
-        assert_eq!(
-            linked_domains(&message, 10),
-            ["example.org", "example.net"]
-        );
+        let message = mail_parser::MessageParser::default()
+            .parse(&raw[..])
+            .unwrap();
+        assert_eq!(linked_domains(&message, 10), ["example.org", "example.net"]);
     }
 }

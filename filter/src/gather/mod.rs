@@ -226,9 +226,15 @@ fn dmarc_verdict(r: &DmarcResult) -> AuthVerdict {
     }
 }
 
+/// mail-auth's DKIM result as the rules see it. A body that does not match its signed hash is
+/// `neutral` to mail-auth but a failure to us (RFC 6376 section 6.1.3 makes it a PERMFAIL): the
+/// message was changed after it was signed, which is what a forger does.
 fn dkim_verdict(r: &DkimResult) -> (AuthVerdict, String) {
     match r {
         DkimResult::Pass => (AuthVerdict::Pass, "pass".into()),
+        DkimResult::Neutral(
+            e @ mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch),
+        ) => (AuthVerdict::Fail, e.to_string()),
         DkimResult::Fail(e) => (AuthVerdict::Fail, e.to_string()),
         DkimResult::Neutral(e) => (AuthVerdict::Neutral, e.to_string()),
         DkimResult::PermError(e) => (AuthVerdict::PermError, e.to_string()),
@@ -431,11 +437,7 @@ impl DnsGatherer {
         }
         if facts.unanswered.is_empty() {
             // Bounded by the deadline like the rest; a slow cache only loses the caching.
-            let _ = timeout_at(
-                deadline,
-                self.cache.put(ip, &envelope.helo, &key, &facts),
-            )
-            .await;
+            let _ = timeout_at(deadline, self.cache.put(ip, &envelope.helo, &key, &facts)).await;
         }
         Some(facts)
     }
@@ -598,7 +600,12 @@ mod tests {
             read_uribl(&ips(&[[127, 0, 1, 2]])),
             Reading::Listed([127, 0, 1, 2].into())
         );
-        for code in [[127, 0, 0, 1], [127, 0, 1, 255], [127, 255, 255, 254], [10, 0, 0, 1]] {
+        for code in [
+            [127, 0, 0, 1],
+            [127, 0, 1, 255],
+            [127, 255, 255, 254],
+            [10, 0, 0, 1],
+        ] {
             assert_eq!(read_uribl(&ips(&[code])), Reading::NoAnswer, "{code:?}");
         }
     }
@@ -620,7 +627,12 @@ mod tests {
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["203.0.113.7", "8.8.8.8", "2001:db8::1", "::ffff:203.0.113.7"] {
+        for public in [
+            "203.0.113.7",
+            "8.8.8.8",
+            "2001:db8::1",
+            "::ffff:203.0.113.7",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

@@ -63,7 +63,11 @@ impl Rule for Dkim {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        if dkim.signatures.iter().any(|s| s.result == AuthVerdict::Pass) {
+        if dkim
+            .signatures
+            .iter()
+            .any(|s| s.result == AuthVerdict::Pass)
+        {
             return (self.settings.pass != 0.0).then(|| {
                 Hit::new(
                     self.settings.pass,
@@ -86,10 +90,7 @@ impl Rule for Dkim {
             }
             failed.push_str(&broken);
         }
-        Some(Hit::new(
-            self.settings.fail,
-            format!("DKIM fail: {failed}"),
-        ))
+        Some(Hit::new(self.settings.fail, format!("DKIM fail: {failed}")))
     }
 }
 
@@ -129,7 +130,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hit.score, 2.0);
-        assert_eq!(hit.reason, "DKIM fail: d=b.example s=s1 (body hash mismatch)");
+        assert_eq!(
+            hit.reason,
+            "DKIM fail: d=b.example s=s1 (body hash mismatch)"
+        );
     }
 
     #[test]

@@ -112,7 +112,10 @@ mod tests {
             hit.reason,
             "DMARC fail for bank.example (p=reject; aligned SPF fail, aligned DKIM none)"
         );
-        assert_eq!(check(DmarcPolicy::Quarantine, Fail, Fail).unwrap().score, 3.0);
+        assert_eq!(
+            check(DmarcPolicy::Quarantine, Fail, Fail).unwrap().score,
+            3.0
+        );
         assert_eq!(check(DmarcPolicy::None, Fail, Fail), None);
         assert_eq!(check(DmarcPolicy::NoRecord, Fail, Fail), None);
     }

@@ -220,7 +220,11 @@ mod tests {
         let a = DnsblSettings::default();
         let mut b = a.clone();
         b.zones[0].weight = 1.0;
-        assert_eq!(a.cache_key(), b.cache_key(), "weights do not change what was asked");
+        assert_eq!(
+            a.cache_key(),
+            b.cache_key(),
+            "weights do not change what was asked"
+        );
         b.zones.pop();
         assert_ne!(a.cache_key(), b.cache_key());
     }

@@ -17,8 +17,13 @@
 
 pub mod blocked_sender;
 pub mod blocklist;
+pub mod dkim;
+pub mod dmarc;
+pub mod dnsbl;
 pub mod flood;
 pub mod header_sanity;
+pub mod spf;
+pub mod uribl;
 
 pub use blocked_sender::BlockedSender;
 
