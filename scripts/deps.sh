@@ -6,9 +6,10 @@ set -euo pipefail
 need=()
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-# Extra tools by command name, e.g. `deps.sh openssl python3 swaks`.
+# Extra tools by command name, e.g. `deps.sh openssl python3 swaks`; `command:package` when
+# Debian's package has another name (`node:nodejs`).
 for tool in "$@"; do
-  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 
 if [ ${#need[@]} -eq 0 ]; then

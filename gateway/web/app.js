@@ -150,12 +150,12 @@ function markRead(box, id) {
 // Mailbox state: the message list of the mailbox being viewed, kept up to date by the socket
 // while the inbox or one of its messages is open.
 
-let box = null; // { name, messages, loaded, read, cursorId, fetching, refetch, replay }
+let box = null; // { name, alias, messages, loaded, read, cursorId, fetching, refetch, replay }
 
 function openBox(name) {
   if (box?.name === name) return box;
   live.close();
-  box = { name, messages: [], loaded: false, read: loadRead(name), cursorId: null,
+  box = { name, alias: null, messages: [], loaded: false, read: loadRead(name), cursorId: null,
           fetching: false, refetch: false, replay: null };
   live.connect(name);
   return box;
@@ -204,6 +204,7 @@ async function refreshList(b = box) {
       const messages = Array.isArray(data?.messages) ? data.messages : [];
       sortMessages(messages);
       b.messages = messages;
+      if (typeof data?.alias === 'string') b.alias = data.alias;
       b.replay.forEach((ev) => applyEvent(b, ev));
       b.loaded = true;
       if (b === box) boxChanged();
@@ -398,7 +399,9 @@ function renderHome(gen) {
   showView('home');
   document.title = 'Maildrop — disposable inboxes';
   updateHomeAddr();
-  // Pushed by the gateway on every change; EventSource reconnects by itself.
+  // The full document once (the feed may carry only the counters), then pushed changes;
+  // EventSource reconnects by itself.
+  api('/api/stats').then((s) => gen === routeGen && showStats(s), () => {});
   statsFeed = new EventSource('/api/stats/events');
   statsFeed.addEventListener('stats', (e) => {
     if (gen !== routeGen) return;
@@ -417,7 +420,59 @@ function updateHomeAddr() {
 
 function showStats(s) {
   const n = (x) => Number(x || 0).toLocaleString();
-  $('#stats').textContent = `${n(s.stored)} messages saved · ${n(s.rejected)} blocked`;
+  $('#stats').textContent = `${n(s.stored)} messages saved · ${n(s.rejected)} spam blocked`;
+  drawChart(dayOf(s));
+}
+
+// The traffic chart: inline SVG built node by node (no markup strings, no library). Hidden when
+// the gateway's /api/stats has no time series (an older reporter): it is decoration.
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** Per-hour buckets of the last 24 h, [{ t, received, rejected }], oldest first; or null. */
+function dayOf(s) {
+  const src = s?.series?.minute ?? s?.series?.minutes ?? s?.series?.per_minute;
+  if (!Array.isArray(src) || !src.length) return null;
+  const HOUR = 3600000;
+  const end = Math.ceil(Date.now() / HOUR) * HOUR;
+  const buckets = Array.from({ length: 24 }, (_, i) => ({ t: end - (24 - i) * HOUR, received: 0, rejected: 0 }));
+  for (const p of src) {
+    const t = Number(p.t ?? p.ts ?? p.time_ms ?? p.start_ms);
+    const i = Math.floor((t - (end - 24 * HOUR)) / HOUR);
+    if (i >= 0 && i < 24) {
+      buckets[i].received += Number(p.received || 0);
+      buckets[i].rejected += Number(p.rejected || 0);
+    }
+  }
+  return buckets;
+}
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function drawChart(buckets) {
+  $('#chart').hidden = !buckets;
+  if (!buckets) return;
+  const W = 480, H = 100, gap = 2, bw = W / buckets.length;
+  const max = Math.max(1, ...buckets.map((b) => b.received));
+  const bars = [];
+  for (const [i, b] of buckets.entries()) {
+    const h = (b.received / max) * (H - 4);
+    const r = (Math.min(b.rejected, b.received) / max) * (H - 4);
+    const x = i * bw + gap / 2;
+    const title = svg('title', {});
+    title.textContent = `${new Date(b.t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}: ${b.received} received, ${b.rejected} blocked`;
+    const g = svg('g', {});
+    g.append(title, svg('rect', { class: 'bar', x, y: H - h, width: bw - gap, height: Math.max(h, 0.5) }),
+      svg('rect', { class: 'bar-spam', x, y: H - r, width: bw - gap, height: r }));
+    bars.push(g);
+  }
+  $('#chart-svg').replaceChildren(svg('line', { class: 'axis', x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5 }), ...bars);
+  const total = buckets.reduce((a, b) => a + b.received, 0);
+  const spam = buckets.reduce((a, b) => a + b.rejected, 0);
+  $('#chart-sum').textContent = `${total.toLocaleString()} received, ${spam.toLocaleString()} of them spam; busiest hour ${max.toLocaleString()}.`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,6 +493,11 @@ function renderInbox(name) {
   }
   renderList();
   refreshList(b);
+}
+
+function renderAlias() {
+  $('#alias-row').hidden = !box.alias;
+  $('#alias').textContent = box.alias ? address(box.alias) : '';
 }
 
 const rowCache = new Map(); // message id → <li>, so re-renders keep DOM nodes (and focus) stable
@@ -479,6 +539,7 @@ function renderList() {
     if (li === next) next = next.nextElementSibling;
     else list.insertBefore(li, next);
   }
+  renderAlias();
   $('#inbox-empty').hidden = !box.loaded || box.messages.length > 0;
   $('#empty').disabled = box.messages.length === 0;
   const unreadCount = box.messages.filter((m) => !box.read.has(m.id)).length;
@@ -522,10 +583,9 @@ async function emptyInbox() {
   }
 }
 
-async function copyAddress() {
-  const btn = $('#copy');
+async function copyText(btn, text) {
   try {
-    await navigator.clipboard.writeText(address(box.name));
+    await navigator.clipboard.writeText(text);
     btn.textContent = 'Copied';
     setTimeout(() => (btn.textContent = 'Copy'), 1500);
   } catch {
@@ -576,7 +636,12 @@ function renderMessage(name, id, gen) {
   for (const f of ['#m-from', '#m-to', '#m-date', '#m-score']) $(f).textContent = '';
   $('#m-score').hidden = $('#m-score-dt').hidden = true;
   $('#m-html').removeAttribute('src');
+  $('#remote').hidden = true;
+  $('#m-atts').replaceChildren();
+  $('#m-atts').hidden = true;
   $('#m-text').textContent = '';
+  $('#m-raw-text').textContent = '';
+  rawFor = null;
   $('#panel-meta').replaceChildren();
   for (const p of document.querySelectorAll('.tabs, .panel, #message .actions')) p.hidden = true;
   document.title = 'Message — Maildrop';
@@ -611,13 +676,60 @@ function fillMessage(msg) {
     $('#m-score').hidden = $('#m-score-dt').hidden = false;
   }
   $('#message .actions').hidden = false;
+  const atts = msg.attachments || [];
+  $('#m-atts').replaceChildren(...atts.map((a) => attachmentItem(msg, a)));
+  $('#m-atts').hidden = !atts.length;
 
   $('#tab-html').hidden = msg.html == null;
   if (msg.html != null) $('#m-html').src = `${msgPath(msg.mailbox, msg.id)}/html`;
+  // Remote images tell the sender the mail was read (and from where): only on request.
+  $('#remote').hidden = !msg.remote_content;
+  $('#remote-load').hidden = false;
+  $('#remote-text').textContent = 'Remote images and styles are blocked, so the sender cannot tell you opened this.';
   $('#m-text').textContent = msg.text ?? '(This message has no plain-text version.)';
   $('#panel-meta').replaceChildren(...metaSections(msg));
   $('.tabs').hidden = false;
   selectTab(msg.html != null ? 'html' : 'text');
+}
+
+/** One attachment: a download link, or why it is not there. */
+function attachmentItem(msg, a) {
+  const name = a.name || `attachment-${a.index}`;
+  const info = ` ${a.content_type || ''} · ${fmtSize(a.size || 0)}`;
+  if (a.stripped) {
+    const why = a.stripped_reason === 'too_large' ? 'too large to keep' : 'not kept on this server';
+    return el('li', {}, el('span', { text: name }), el('span', { class: 'hint', text: `${info} · ${why}` }));
+  }
+  return el('li', {},
+    el('a', { href: `${msgPath(msg.mailbox, msg.id)}/attachments/${a.index}`, download: name,
+      'aria-label': `Download attachment ${name}`, text: name }),
+    el('span', { class: 'hint', text: info }));
+}
+
+/** Source tab: the raw message, fetched when first shown, cut at RAW_MAX bytes. */
+const RAW_MAX = 512 * 1024;
+let rawFor = null;
+
+async function loadRaw() {
+  const key = `${box.name}/${openId}`;
+  if (rawFor === key) return;
+  rawFor = key;
+  const pre = $('#m-raw-text');
+  pre.textContent = 'Loading…';
+  try {
+    const res = await fetch(`${msgPath(box.name, openId)}/raw`);
+    if (!res.ok) throw new Error(`Could not load the source (${res.status}).`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (rawFor !== key) return;
+    let text = new TextDecoder().decode(bytes.subarray(0, RAW_MAX));
+    if (bytes.length > RAW_MAX) text += `\n\n[… ${fmtSize(bytes.length - RAW_MAX)} more: download the .eml to see it all]`;
+    pre.textContent = text;
+  } catch (e) {
+    if (rawFor === key) {
+      rawFor = null;
+      pre.textContent = e.message.startsWith('Could not') ? e.message : 'Could not load the source.';
+    }
+  }
 }
 
 /** The Date header in local time when it parses, as written when it doesn't, else arrival time. */
@@ -651,11 +763,6 @@ function metaSections(msg) {
       ['Received', e.received_ms ? fmtTime(e.received_ms) : null],
       ['Size', e.size != null ? fmtSize(e.size) : null]]),
   ];
-  const atts = msg.attachments || [];
-  if (atts.length) {
-    out.push(el('h2', { text: 'Attachments' }), el('ul', { class: 'atts' },
-      ...atts.map((a) => el('li', { text: `${a.name || '(unnamed)'} — ${a.content_type || '?'}, ${fmtSize(a.size || 0)}` }))));
-  }
   const v = msg.verdict;
   if (v) {
     out.push(el('h2', { text: 'Spam verdict' }),
@@ -671,7 +778,7 @@ function metaSections(msg) {
   return out;
 }
 
-const TABS = ['html', 'text', 'meta'];
+const TABS = ['html', 'text', 'meta', 'raw'];
 
 function selectTab(name) {
   for (const t of TABS) {
@@ -681,6 +788,7 @@ function selectTab(name) {
     tab.tabIndex = on ? 0 : -1; // roving tabindex: Tab enters the tab list once, arrows move
     $(`#panel-${t}`).hidden = !on;
   }
+  if (name === 'raw') loadRaw();
 }
 
 /** Left/Right/Home/End between the visible tabs (the WAI-ARIA tabs pattern). */
@@ -709,6 +817,10 @@ function onKey(e) {
     $('#jump-name').focus();
     return;
   }
+  if (view === 'message' && box) {
+    onMessageKey(e);
+    return;
+  }
   if (view !== 'inbox' || !box) return;
   if (e.key === 'j' || e.key === 'k') {
     e.preventDefault();
@@ -719,6 +831,25 @@ function onKey(e) {
   } else if (e.key === 'd' || e.key === 'Delete') {
     e.preventDefault();
     deleteCursor();
+  }
+}
+
+/** In a message: j/k to the older/newer one, Del to delete it, Escape (or u) back to the list. */
+function onMessageKey(e) {
+  if (e.target.closest('[role="tab"]') && e.key.startsWith('Arrow')) return;
+  if (e.key === 'j' || e.key === 'k') {
+    const i = box.messages.findIndex((m) => m.id === openId);
+    const next = box.messages[i + (e.key === 'j' ? 1 : -1)];
+    if (i >= 0 && next) {
+      box.cursorId = next.id;
+      navigate(`/inbox/${enc(box.name)}/${enc(next.id)}`, true);
+    }
+  } else if (e.key === 'Delete' || e.key === 'd') {
+    e.preventDefault();
+    $('#m-delete').click();
+  } else if (e.key === 'Escape' || e.key === 'u') {
+    box.cursorId = openId;
+    navigate(`/inbox/${enc(box.name)}`);
   }
 }
 
@@ -783,7 +914,8 @@ function wire() {
     $('#home-name').focus();
   });
 
-  $('#copy').addEventListener('click', copyAddress);
+  $('#copy').addEventListener('click', (e) => copyText(e.currentTarget, address(box.name)));
+  $('#copy-alias').addEventListener('click', (e) => copyText(e.currentTarget, address(box.alias)));
   $('#empty').addEventListener('click', emptyInbox);
   $('#list').addEventListener('click', onListClick);
   $('#list').addEventListener('focusin', onListFocus);
@@ -791,6 +923,11 @@ function wire() {
   $('#m-delete').addEventListener('click', async () => {
     const name = box.name;
     if (await deleteMessage(name, openId)) navigate(`/inbox/${enc(name)}`, true);
+  });
+  $('#remote-load').addEventListener('click', () => {
+    $('#m-html').src = `${msgPath(box.name, openId)}/html?remote=1`;
+    $('#remote-load').hidden = true;
+    $('#remote-text').textContent = 'Remote images and styles are shown for this message.';
   });
   for (const t of TABS) {
     $(`#tab-${t}`).addEventListener('click', () => selectTab(t));

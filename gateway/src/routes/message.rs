@@ -49,6 +49,11 @@ pub struct FramedHtml {
     pub remote: bool,
 }
 
+/// What mail layouts are made of (style sheets select by class; tables still carry the layout).
+const FRAME_LAYOUT_ATTRIBUTES: [&str; 8] = [
+    "style", "class", "dir", "align", "valign", "bgcolor", "width", "height",
+];
+
 /// Attributes whose value is a URL the browser fetches without a click.
 const FETCHING_ATTRIBUTES: [&str; 4] = ["src", "srcset", "background", "poster"];
 
@@ -59,8 +64,10 @@ pub fn sanitize_for_frame(html: &str) -> FramedHtml {
         .link_rel(Some("noopener noreferrer"))
         .set_tag_attribute_value("a", "target", "_blank")
         .rm_clean_content_tags(&["style"])
-        .add_tags(&["style"])
-        .add_generic_attributes(&["style"])
+        .add_tags(&["style", "font", "center"])
+        .add_generic_attributes(&FRAME_LAYOUT_ATTRIBUTES)
+        .add_tag_attributes("table", &["border", "cellpadding", "cellspacing"])
+        .add_tag_attributes("font", &["color", "face", "size"])
         .url_relative(ammonia::UrlRelative::Deny)
         .attribute_filter(move |_element, attribute, value| {
             let fetches = if attribute == "style" {
@@ -357,7 +364,7 @@ mod tests {
     #[test]
     fn the_frame_keeps_styles_but_never_scripts_or_handlers() {
         let dirty = r#"<html><head><style>p { color: red }</style></head><body>
-<p style="font-weight:bold" onclick="x()">hi<script>console.log(1)</script>
+<p class="brand" style="font-weight:bold" onclick="x()">hi<script>console.log(1)</script>
 <img src="x" onerror="console.log(2)"><a href="https://e.example">l</a></p></body></html>"#;
         let framed = sanitize_for_frame(dirty);
         assert!(
@@ -370,6 +377,7 @@ mod tests {
             "{}",
             framed.html
         );
+        assert!(framed.html.contains(r#"class="brand""#), "{}", framed.html);
         for banned in [
             "<script",
             "onerror",
