@@ -1,9 +1,11 @@
 //! Command line: every option has a `MAILDROP_BENCH_*` variable and a named default.
 //!
 //! Without a subcommand, `maildrop-bench` loads a running Maildrop (`make run`) at `--smtp`.
-//! `maildrop-bench scenario ingest|pipeline` starts its own servers and stages in-process instead.
+//! `maildrop-bench scenario <name>` starts its own servers and stages instead (in-process for
+//! `ingest` and `pipeline`, as processes for the others).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -26,6 +28,17 @@ pub const DEFAULT_WARMUP: u64 = 200;
 pub const DEFAULT_WS_WATCHERS: u32 = 10;
 pub const DEFAULT_SETTLE: &str = "15s";
 pub const DEFAULT_SEED: u64 = 1;
+pub const DEFAULT_HARAKA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/haraka");
+pub const DEFAULT_HARAKA_NODES: &str = "cpus";
+pub const DEFAULT_PUSH_RATE: u32 = 1000;
+pub const DEFAULT_PUSH_WATCHERS: &str = "1000,10000";
+pub const DEFAULT_PUSH_MAILBOXES: u32 = 1000;
+pub const DEFAULT_PUSH_MESSAGES: u64 = 10_000;
+pub const DEFAULT_IDLE_CONNECTIONS: u32 = 1000;
+pub const DEFAULT_IDLE_HOLD: &str = "10s";
+pub const DEFAULT_SOAK_DURATION: &str = "3m";
+pub const DEFAULT_SOAK_RATE: u32 = 200;
+pub const DEFAULT_SOAK_EVERY: &str = "5s";
 
 /// maildrop-bench: an SMTP load generator for Maildrop, with optional end-to-end latency.
 ///
@@ -67,19 +80,24 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start nats-server, redis-server and the stages in this process, then measure.
+    /// Start nats-server, redis-server and the stages (and peers), then measure.
     ///
-    /// `ingest`: the ingest alone (with its NATS and Redis); 1 KiB, then 20 KiB. `pipeline`: all
-    /// five stages; the mix, with end-to-end latency over NATS and WebSocket. Each stops by itself
-    /// within about two minutes.
+    /// In this process: `ingest` (the ingest alone; 1 KiB, then 20 KiB) and `pipeline` (all five
+    /// stages; the mix, with end-to-end latency over NATS and WebSocket). As separate processes,
+    /// each sampled for CPU and memory: `peers` (smtp-sink, Haraka, the ingest and the whole
+    /// pipeline under one load), `push` (WebSocket watchers at a fixed message rate),
+    /// `connections` (idle SMTP sessions held open), `soak` (a steady rate for minutes, memory
+    /// over time), and `all` (those four, as `make bench` runs them). Each stops by itself.
     Scenario {
         #[arg(value_enum)]
         name: ScenarioName,
-        /// Longest each run may take (the ingest scenario makes two runs).
+        /// Longest each load run may take (the soak's length is --soak-duration).
         #[arg(long, env = "MAILDROP_BENCH_DURATION", default_value = DEFAULT_SCENARIO_DURATION, value_parser = parse_duration)]
         duration: Duration,
         #[command(flatten)]
         load: LoadArgs,
+        #[command(flatten)]
+        procs: ProcessArgs,
     },
 }
 
@@ -87,6 +105,52 @@ pub enum Command {
 pub enum ScenarioName {
     Ingest,
     Pipeline,
+    Peers,
+    Push,
+    Connections,
+    Soak,
+    All,
+}
+
+/// Options of the scenarios that run the stages and peers as processes.
+#[derive(Debug, Clone, Args)]
+pub struct ProcessArgs {
+    /// Where the stage binaries are (default: next to maildrop-bench, i.e. target/release).
+    #[arg(long, env = "MAILDROP_BENCH_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// The Haraka peer's directory, where `npm ci` installed it.
+    #[arg(long, env = "MAILDROP_BENCH_HARAKA_DIR", default_value = DEFAULT_HARAKA_DIR)]
+    pub haraka_dir: PathBuf,
+    /// Haraka's `nodes` setting: worker processes (`cpus`: one per core).
+    #[arg(long, env = "MAILDROP_BENCH_HARAKA_NODES", default_value = DEFAULT_HARAKA_NODES)]
+    pub haraka_nodes: String,
+    /// Push scenario: messages started per second.
+    #[arg(long, env = "MAILDROP_BENCH_PUSH_RATE", default_value_t = DEFAULT_PUSH_RATE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub push_rate: u32,
+    /// Push scenario: watcher counts, one run each (comma-separated).
+    #[arg(long, env = "MAILDROP_BENCH_PUSH_WATCHERS", default_value = DEFAULT_PUSH_WATCHERS, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub push_watchers: Vec<u32>,
+    /// Push scenario: mailboxes the messages and watchers are spread over.
+    #[arg(long, env = "MAILDROP_BENCH_PUSH_MAILBOXES", default_value_t = DEFAULT_PUSH_MAILBOXES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub push_mailboxes: u32,
+    /// Push scenario: messages per run.
+    #[arg(long, env = "MAILDROP_BENCH_PUSH_MESSAGES", default_value_t = DEFAULT_PUSH_MESSAGES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub push_messages: u64,
+    /// Connections scenario: idle SMTP sessions to hold open.
+    #[arg(long, env = "MAILDROP_BENCH_IDLE_CONNECTIONS", default_value_t = DEFAULT_IDLE_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub idle_connections: u32,
+    /// Connections scenario: how long to hold them once all are open.
+    #[arg(long, env = "MAILDROP_BENCH_IDLE_HOLD", default_value = DEFAULT_IDLE_HOLD, value_parser = parse_duration)]
+    pub idle_hold: Duration,
+    /// Soak scenario: how long the steady load runs.
+    #[arg(long, env = "MAILDROP_BENCH_SOAK_DURATION", default_value = DEFAULT_SOAK_DURATION, value_parser = parse_duration)]
+    pub soak_duration: Duration,
+    /// Soak scenario: messages started per second.
+    #[arg(long, env = "MAILDROP_BENCH_SOAK_RATE", default_value_t = DEFAULT_SOAK_RATE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub soak_rate: u32,
+    /// Soak scenario: how often every process's memory is read.
+    #[arg(long, env = "MAILDROP_BENCH_SOAK_EVERY", default_value = DEFAULT_SOAK_EVERY, value_parser = parse_duration)]
+    pub soak_every: Duration,
 }
 
 /// Options shared by a direct run and the scenarios.
@@ -219,6 +283,7 @@ mod tests {
             name,
             duration,
             load,
+            procs,
         }) = cli.command
         else {
             panic!("a scenario");
@@ -227,6 +292,36 @@ mod tests {
         assert_eq!(duration, Duration::from_secs(50));
         assert_eq!(load.messages, 500);
         assert!(load.json);
+        assert_eq!(procs.push_watchers, [1000, 10_000]);
+        assert_eq!(procs.soak_duration, Duration::from_secs(180));
+        assert!(procs.haraka_dir.ends_with("bench/peers/haraka"));
+    }
+
+    #[test]
+    fn process_scenarios_take_their_own_options() {
+        let cli = Cli::try_parse_from([
+            "maildrop-bench",
+            "scenario",
+            "push",
+            "--push-watchers",
+            "10,20",
+            "--push-rate",
+            "50",
+            "--soak-duration",
+            "30s",
+        ])
+        .unwrap();
+        let Some(Command::Scenario { name, procs, .. }) = cli.command else {
+            panic!("a scenario");
+        };
+        assert_eq!(name, ScenarioName::Push);
+        assert_eq!(procs.push_watchers, [10, 20]);
+        assert_eq!(procs.push_rate, 50);
+        assert_eq!(procs.soak_duration, Duration::from_secs(30));
+        assert!(
+            Cli::try_parse_from(["maildrop-bench", "scenario", "push", "--push-watchers", "0"])
+                .is_err()
+        );
     }
 
     #[test]

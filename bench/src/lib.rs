@@ -19,17 +19,24 @@
 
 pub mod base64;
 pub mod cli;
+pub mod compare;
+pub mod idle;
 pub mod load;
 pub mod measure;
 pub mod message;
+pub mod peer;
 pub mod probe;
+pub mod procs;
+pub mod push;
 pub mod report;
 pub mod resources;
 pub mod rng;
+pub mod sample;
 pub mod scenario;
 pub mod session;
 pub mod size;
 pub mod smtp;
+pub mod soak;
 pub mod stats;
 pub mod system;
 pub mod target;
@@ -40,6 +47,15 @@ use load::Plan;
 use measure::Measurement;
 use probe::ProbeConfig;
 
+/// Raises this process's soft limit on open files to its hard limit (10,000 watchers and 1,000
+/// idle SMTP sessions are a socket each; the stages started from here inherit the limit too).
+fn raise_open_files() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => eprintln!("maildrop-bench: open-file limit {n}."),
+        Err(e) => eprintln!("maildrop-bench: cannot raise the open-file limit: {e}"),
+    }
+}
+
 /// Runs what the command line asks for and returns what to print on stdout.
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
     match cli.command {
@@ -47,12 +63,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             name,
             duration,
             load,
+            procs,
         }) => {
-            let report = scenario::run(name, duration, &load).await?;
+            raise_open_files();
+            let reports = scenario::run(name, duration, &load, &procs).await?;
             Ok(if load.json {
-                format!("{:#}\n", report.to_json())
+                let json: Vec<_> = reports.iter().map(|r| r.to_json()).collect();
+                match <[_; 1]>::try_from(json) {
+                    Ok([one]) => format!("{one:#}\n"),
+                    Err(all) => format!("{:#}\n", serde_json::Value::from(all)),
+                }
             } else {
-                report.text()
+                reports
+                    .iter()
+                    .map(|r| r.text())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })
         }
         None => {
@@ -71,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
                     reply_timeout: load.reply_timeout,
                     seed: load.seed,
                     tag: measure::fresh_tag(0),
+                    rate: None,
                 },
                 probes: ProbeConfig {
                     nats_url: cli.nats_url.clone(),
@@ -81,6 +108,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
                 warmup: load.warmup,
                 settle: load.settle,
                 process_note: Some("the load generator and its probes".into()),
+                sample: vec![],
+                sample_every: measure::SAMPLE_EVERY,
             };
             let report = measure::run(&m).await?;
             Ok(if load.json {

@@ -27,6 +27,9 @@ pub struct Plan {
     pub reply_timeout: Duration,
     pub seed: u64,
     pub tag: RunTag,
+    /// Messages per second to start, all sessions together (`None`: as fast as the sessions go).
+    /// Message `n` is started no earlier than `n / rate` seconds into the run.
+    pub rate: Option<f64>,
 }
 
 /// What ended the run.
@@ -74,6 +77,8 @@ pub async fn run(plan: &Plan, tracker: Option<Arc<Tracker>>) -> Outcome {
         target: plan.target,
         per_connection: plan.per_connection.max(1),
         messages: plan.messages,
+        start,
+        rate: plan.rate.filter(|r| *r > 0.0),
         deadline: start + plan.duration,
         reply_timeout: plan.reply_timeout,
         tracker,

@@ -8,6 +8,7 @@ use crate::message::RunTag;
 use crate::probe::{ProbeConfig, Probes};
 use crate::report::{ResourceReport, RunReport};
 use crate::resources::Snapshot;
+use crate::sample::{Sampler, Watched};
 
 /// Longest a warm-up may take, whatever the run's own limit.
 const WARMUP_LIMIT: Duration = Duration::from_secs(20);
@@ -22,7 +23,13 @@ pub struct Measurement {
     pub settle: Duration,
     /// What this process is, for the CPU line (e.g. "bench client + ingest, in-process").
     pub process_note: Option<String>,
+    /// Other processes to sample during the measured run (not the warm-up), and how often.
+    pub sample: Vec<Watched>,
+    pub sample_every: Duration,
 }
+
+/// How often a run samples its processes unless a scenario says otherwise.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// A tag no other run shares: the clock, the process id and a salt mixed together.
 pub fn fresh_tag(salt: u64) -> RunTag {
@@ -45,8 +52,14 @@ pub async fn run(m: &Measurement) -> anyhow::Result<RunReport> {
             tag: fresh_tag(1),
             ..m.plan.clone()
         };
-        let probes = Probes::start(&m.probes, &warm.tag, warm.mailboxes).await?;
-        let _ = load::run(&warm, m.probes.any().then(|| probes.tracker.clone())).await;
+        // The warm-up waits for the NATS probe only: opening thousands of watchers twice would
+        // make the warm-up the longest part of a push run.
+        let warm_probes = ProbeConfig {
+            ws_watchers: 0,
+            ..m.probes.clone()
+        };
+        let probes = Probes::start(&warm_probes, &warm.tag, warm.mailboxes).await?;
+        let _ = load::run(&warm, warm_probes.any().then(|| probes.tracker.clone())).await;
         // Let the pipeline drain the warm-up so it does not queue ahead of the measured run.
         probes.settle(m.settle.min(WARMUP_LIMIT)).await;
         probes.stop().await;
@@ -57,6 +70,7 @@ pub async fn run(m: &Measurement) -> anyhow::Result<RunReport> {
     );
     let probes = Probes::start(&m.probes, &m.plan.tag, m.plan.mailboxes).await?;
     let tracker = m.probes.any().then(|| probes.tracker.clone());
+    let sampler = Sampler::start(m.sample.clone(), m.sample_every);
     let before = Snapshot::take();
     let start = Instant::now();
     let outcome = load::run(&m.plan, tracker).await;
@@ -68,6 +82,7 @@ pub async fn run(m: &Measurement) -> anyhow::Result<RunReport> {
     }
     let after = Snapshot::take();
     let wall = start.elapsed();
+    let processes = sampler.stop().await;
     let e2e = probes.tracker.summary(start);
     let resyncs = probes.tracker.resyncs();
     probes.stop().await;
@@ -83,6 +98,7 @@ pub async fn run(m: &Measurement) -> anyhow::Result<RunReport> {
             wall,
             m.process_note.clone(),
         )),
+        processes,
     })
 }
 

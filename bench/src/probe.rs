@@ -32,6 +32,8 @@ use crate::track::{Probe, Tracker, spread_watchers};
 const REDIS_POLL: Duration = Duration::from_millis(2);
 /// Most ids asked in one Redis round trip.
 const REDIS_BATCH: usize = 2000;
+/// WebSocket upgrades in flight at once while the watchers connect.
+const WS_CONNECTS_AT_ONCE: usize = 32;
 /// Events the NATS subscription buffers before it counts as a slow consumer.
 const NATS_BUFFER: usize = 1 << 16;
 
@@ -118,18 +120,21 @@ impl Probes {
             probes.tasks.push(task);
         }
         if let Some(base) = &config.ws_url {
-            for w in 0..watchers {
-                let name = mailbox_name(w % mailboxes.max(1));
-                let url = ws_mailbox_url(base, &name);
-                let task = websocket(
-                    &url,
-                    tag.clone(),
-                    probes.tracker.clone(),
-                    probes.cancel.clone(),
-                )
-                .await
-                .with_context(|| format!("WebSocket watcher at {url}"))?;
-                probes.tasks.push(task);
+            // Thousands of watchers: a few dozen upgrades at a time, not one by one.
+            let mut opened = futures::stream::iter(0..watchers)
+                .map(|w| {
+                    let url = ws_mailbox_url(base, &mailbox_name(w % mailboxes.max(1)));
+                    let (tag, tracker, cancel) =
+                        (tag.clone(), probes.tracker.clone(), probes.cancel.clone());
+                    async move {
+                        websocket(&url, tag, tracker, cancel)
+                            .await
+                            .with_context(|| format!("WebSocket watcher at {url}"))
+                    }
+                })
+                .buffer_unordered(WS_CONNECTS_AT_ONCE);
+            while let Some(task) = opened.next().await {
+                probes.tasks.push(task?);
             }
         }
         Ok(probes)

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::load::{Outcome, Plan};
 use crate::resources::{self, Snapshot};
+use crate::sample::ProcessUsage;
 use crate::stats::{Latency, human_us, per_second};
 use crate::track::ProbeSummary;
 
@@ -95,6 +96,8 @@ pub struct RunReport {
     pub e2e: Vec<ProbeSummary>,
     pub resyncs: u64,
     pub resources: Option<ResourceReport>,
+    /// The processes sampled during the measured run (stages, servers, peers), in order.
+    pub processes: Vec<ProcessUsage>,
 }
 
 impl RunReport {
@@ -123,6 +126,13 @@ impl RunReport {
                 ),
             ],
             ["message size".into(), p.size.to_string()],
+            [
+                "pace".into(),
+                p.rate.map_or_else(
+                    || "as fast as the sessions go".to_owned(),
+                    |r| format!("{r:.0} messages/s started"),
+                ),
+            ],
             [
                 "recipients".into(),
                 format!("{} mailboxes at {}", p.mailboxes, p.domain),
@@ -244,7 +254,8 @@ impl RunReport {
                     ),
                 ]);
             }
-            for (name, cpu, peak) in &r.children {
+            // With sampled processes, their table below says it better (and per stage).
+            for (name, cpu, peak) in r.children.iter().filter(|_| self.processes.is_empty()) {
                 rows.push([
                     format!("{name} (child process)"),
                     format!(
@@ -257,11 +268,16 @@ impl RunReport {
             }
         }
         let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
-        format!(
+        let mut out = format!(
             "### {}\n\n{}",
             self.title,
             table(&["metric", "value"], &rows)
-        )
+        );
+        if !self.processes.is_empty() {
+            out.push('\n');
+            out.push_str(&process_table(&self.processes, o.elapsed, o.accepted));
+        }
+        out
     }
 
     pub fn to_json(&self) -> Value {
@@ -319,9 +335,52 @@ impl RunReport {
             "smtp_latency": self.latency().to_json(),
             "end_to_end": e2e,
             "ws_resyncs": self.resyncs,
+            "rate": p.rate,
             "resources": resources,
+            "processes": self.processes.iter().map(process_json).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Per process: CPU over the run, peak and last RSS.
+pub fn process_table(processes: &[ProcessUsage], wall: Duration, accepted: u64) -> String {
+    let rows: Vec<Vec<String>> = processes
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                format!("{:.2} s", p.cpu.as_secs_f64()),
+                format!(
+                    "{:.0} %",
+                    100.0 * p.cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+                ),
+                human_us(per_message_us(p.cpu, accepted)),
+                format!("{:.1} MiB", resources::mib(p.peak_rss_kib)),
+                format!("{:.1} MiB", resources::mib(p.last_rss_kib)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "process",
+            "CPU",
+            "of one core",
+            "CPU per message",
+            "peak RSS",
+            "RSS at end",
+        ],
+        &rows,
+    )
+}
+
+pub fn process_json(p: &ProcessUsage) -> Value {
+    json!({
+        "name": p.name,
+        "pid": p.pid,
+        "cpu_s": p.cpu.as_secs_f64(),
+        "peak_rss_mib": round1(resources::mib(p.peak_rss_kib)),
+        "last_rss_mib": round1(resources::mib(p.last_rss_kib)),
+    })
 }
 
 /// One line per run: the comparison at a glance.
@@ -410,7 +469,7 @@ fn plural(n: u64, noun: &str) -> String {
     }
 }
 
-fn per_message_us(cpu: Duration, messages: u64) -> u64 {
+pub fn per_message_us(cpu: Duration, messages: u64) -> u64 {
     if messages == 0 {
         0
     } else {
@@ -418,7 +477,7 @@ fn per_message_us(cpu: Duration, messages: u64) -> u64 {
     }
 }
 
-fn round1(x: f64) -> f64 {
+pub fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
@@ -451,6 +510,7 @@ mod tests {
                 reply_timeout: Duration::from_secs(30),
                 seed: 1,
                 tag: RunTag::from_u64(1),
+                rate: None,
             },
             outcome: Outcome {
                 sent: 4,
@@ -472,6 +532,7 @@ mod tests {
                 stages: Duration::from_millis(210),
                 note: Some("client and ingest".into()),
             }),
+            processes: vec![],
         }
     }
 

@@ -130,7 +130,12 @@ fn usage(dir: &Path) -> Option<Usage> {
 }
 
 fn child_pids() -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    children_of("self")
+}
+
+/// The child processes of process `pid` (`self` for this one), from `/proc/<pid>/task/*/children`.
+pub fn children_of(pid: &str) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
     let mut pids: Vec<u32> = tasks
@@ -172,7 +177,7 @@ pub fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
 
 /// `sysconf(_SC_CLK_TCK)` without `libc`: asked of `getconf` once; 100 (Linux's value on every
 /// common architecture) if that fails.
-fn clock_ticks() -> u64 {
+pub fn clock_ticks() -> u64 {
     static TICKS: OnceLock<u64> = OnceLock::new();
     *TICKS.get_or_init(|| {
         std::process::Command::new("getconf")

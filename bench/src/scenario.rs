@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cli::{LoadArgs, ScenarioName};
+use crate::cli::{LoadArgs, ProcessArgs, ScenarioName};
 use crate::load::Plan;
 use crate::measure::{self, Measurement};
 use crate::probe::ProbeConfig;
@@ -23,6 +23,7 @@ use crate::report::{RunReport, summary_table, table};
 use crate::resources::{mib, parse_status_kib};
 use crate::size::SizeSpec;
 use crate::system::{self, InProcess, Stage};
+use crate::{compare, idle, push, soak};
 
 /// What a scenario measured, and on what.
 #[derive(Debug, Clone)]
@@ -30,6 +31,10 @@ pub struct ScenarioReport {
     pub name: &'static str,
     pub machine: Machine,
     pub runs: Vec<RunReport>,
+    /// Tables of the scenario's own (comparisons, series), printed after the runs.
+    pub sections: Vec<String>,
+    /// The same in JSON, by name.
+    pub extra: serde_json::Map<String, Value>,
     pub notes: Vec<String>,
 }
 
@@ -45,6 +50,10 @@ impl ScenarioReport {
             out.push_str("\n### summary\n\n");
             out.push_str(&summary_table(&self.runs));
         }
+        for section in &self.sections {
+            out.push('\n');
+            out.push_str(section);
+        }
         out.push('\n');
         for note in &self.notes {
             out.push_str(&format!("- {note}\n"));
@@ -57,21 +66,65 @@ impl ScenarioReport {
             "scenario": self.name,
             "machine": self.machine.to_json(),
             "runs": self.runs.iter().map(RunReport::to_json).collect::<Vec<_>>(),
+            "results": self.extra,
             "notes": self.notes,
         })
     }
 }
 
-/// Runs scenario `name`; `duration` bounds each run.
+/// Runs scenario `name` (`all`: one after the other); `duration` bounds each load run.
 pub async fn run(
     name: ScenarioName,
     duration: Duration,
     load: &LoadArgs,
-) -> anyhow::Result<ScenarioReport> {
-    match name {
-        ScenarioName::Ingest => ingest(duration, load).await,
-        ScenarioName::Pipeline => pipeline(duration, load).await,
+    procs: &ProcessArgs,
+) -> anyhow::Result<Vec<ScenarioReport>> {
+    Ok(match name {
+        ScenarioName::Ingest => vec![ingest(duration, load).await?],
+        ScenarioName::Pipeline => vec![pipeline(duration, load).await?],
+        ScenarioName::Peers => vec![compare::run(duration, load, procs).await?],
+        ScenarioName::Push => vec![push::run(duration, load, procs).await?],
+        ScenarioName::Connections => vec![idle::run(load, procs).await?],
+        ScenarioName::Soak => vec![soak::run(load, procs).await?],
+        ScenarioName::All => vec![
+            compare::run(duration, load, procs).await?,
+            push::run(duration, load, procs).await?,
+            idle::run(load, procs).await?,
+            soak::run(load, procs).await?,
+        ],
+    })
+}
+
+/// A load plan against `target` with the shared load options.
+pub fn plan_for(
+    load: &LoadArgs,
+    target: std::net::SocketAddr,
+    size: SizeSpec,
+    duration: Duration,
+    salt: u64,
+) -> Plan {
+    Plan {
+        target,
+        sessions: load.sessions,
+        per_connection: load.per_connection,
+        messages: load.messages,
+        duration,
+        size,
+        mailboxes: load.mailboxes,
+        domain: load.domain.clone(),
+        reply_timeout: load.reply_timeout,
+        seed: load.seed,
+        tag: measure::fresh_tag(salt),
+        rate: None,
     }
+}
+
+/// Where the stage binaries are.
+pub fn bin_dir(procs: &ProcessArgs) -> std::path::PathBuf {
+    procs
+        .bin_dir
+        .clone()
+        .unwrap_or_else(crate::procs::default_bin_dir)
 }
 
 fn plan(
@@ -93,6 +146,7 @@ fn plan(
         reply_timeout: load.reply_timeout,
         seed: load.seed,
         tag: measure::fresh_tag(salt),
+        rate: None,
     }
 }
 
@@ -111,6 +165,8 @@ async fn ingest(duration: Duration, load: &LoadArgs) -> anyhow::Result<ScenarioR
             warmup: load.warmup,
             settle: load.settle,
             process_note: Some("load generator + ingest, in this one process".into()),
+            sample: vec![],
+            sample_every: measure::SAMPLE_EVERY,
         };
         match measure::run(&m).await {
             Ok(r) => runs.push(r),
@@ -125,6 +181,8 @@ async fn ingest(duration: Duration, load: &LoadArgs) -> anyhow::Result<ScenarioR
         name: "ingest",
         machine,
         runs,
+        sections: vec![],
+        extra: Default::default(),
         notes: vec![
             "In-process: the load generator and the ingest share this process (on separate tokio runtimes) and the machine's cores, so the CPU and peak-RSS lines of this process are both together; nats-server and redis-server are separate processes with their own lines.".into(),
             "The ingest runs with its default settings and its Redis (a blocked-IP lookup per connection); 127.0.0.0/8 is exempt from its per-IP limits by default, as it is for a local relay.".into(),
@@ -155,6 +213,8 @@ async fn pipeline(duration: Duration, load: &LoadArgs) -> anyhow::Result<Scenari
         process_note: Some(
             "load generator + its probes + all five stages, in this one process".into(),
         ),
+        sample: vec![],
+        sample_every: measure::SAMPLE_EVERY,
     };
     let report = measure::run(&m).await;
     let stopped = system.stop().await;
@@ -164,6 +224,8 @@ async fn pipeline(duration: Duration, load: &LoadArgs) -> anyhow::Result<Scenari
         name: "pipeline",
         machine,
         runs: vec![report],
+        sections: vec![],
+        extra: Default::default(),
         notes: vec![
             "In-process: the load generator, its NATS and WebSocket probes and all five stages (ingest, filter, store-writer, reporter, gateway) share this process and the machine's cores, so the CPU and peak-RSS lines of this process are all of them together; nats-server and redis-server are separate processes with their own lines.".into(),
             "250 → stored event: from the 250 to the store-writer's `stored` event on NATS, which it publishes after the message is in the mailbox's Redis index. 250 → WebSocket push: to the frame on a gateway WebSocket; only messages to watched mailboxes count, once per watcher.".into(),

@@ -32,6 +32,9 @@ pub struct Shared {
     pub target: SocketAddr,
     pub per_connection: u32,
     pub messages: u64,
+    pub start: Instant,
+    /// Messages per second to start, all sessions together.
+    pub rate: Option<f64>,
     pub deadline: Instant,
     pub reply_timeout: Duration,
     pub tracker: Option<Arc<Tracker>>,
@@ -46,6 +49,12 @@ impl Shared {
         }
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         (seq < self.messages).then_some(seq)
+    }
+
+    /// When message `seq` is due at the run's rate (`None`: at once).
+    fn due(&self, seq: u64) -> Option<Instant> {
+        self.rate
+            .map(|rate| self.start + Duration::from_secs_f64(seq as f64 / rate))
     }
 }
 
@@ -71,6 +80,12 @@ pub async fn run(shared: Arc<Shared>, mut generator: Generator) -> SessionResult
     };
     let mut conn: Option<Conn> = None;
     while let Some(seq) = shared.claim() {
+        if let Some(due) = shared.due(seq) {
+            if due >= shared.deadline {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+        }
         let message = generator.message(seq);
         let payload = data_payload(&message.bytes);
         result.sent += 1;
@@ -261,6 +276,8 @@ mod tests {
             target,
             per_connection,
             messages,
+            start: Instant::now(),
+            rate: None,
             deadline: Instant::now() + Duration::from_secs(10),
             reply_timeout: Duration::from_secs(5),
             tracker: None,
@@ -310,6 +327,20 @@ mod tests {
         let r = run(shared(addr, 1, 4), generator()).await;
         assert_eq!((r.sent, r.accepted), (4, 0));
         assert_eq!(r.failures.summary(), "connect error: 4");
+    }
+
+    #[tokio::test]
+    async fn a_rate_spaces_the_messages_out() {
+        let (addr, _server) = fake_server(250).await;
+        let s = Arc::new(Shared {
+            rate: Some(100.0),
+            ..Arc::try_unwrap(shared(addr, 1, 6)).ok().unwrap()
+        });
+        assert_eq!(s.due(0), Some(s.start));
+        assert_eq!(s.due(5), Some(s.start + Duration::from_millis(50)));
+        let r = run(s.clone(), generator()).await;
+        assert_eq!(r.accepted, 6);
+        assert!(s.start.elapsed() >= Duration::from_millis(50));
     }
 
     #[tokio::test]

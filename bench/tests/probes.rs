@@ -33,6 +33,7 @@ async fn every_probe_sees_every_message_of_a_small_run() -> anyhow::Result<()> {
             reply_timeout: Duration::from_secs(10),
             seed: 3,
             tag: measure::fresh_tag(99),
+            rate: None,
         },
         probes: ProbeConfig {
             nats_url: Some(system.nats.url()),
@@ -43,6 +44,8 @@ async fn every_probe_sees_every_message_of_a_small_run() -> anyhow::Result<()> {
         warmup: 10,
         settle: Duration::from_secs(20),
         process_note: None,
+        sample: vec![],
+        sample_every: measure::SAMPLE_EVERY,
     };
     let report = measure::run(&m).await;
     system.stop().await?;
@@ -90,11 +93,14 @@ async fn the_ingest_alone_accepts_fixed_sizes() -> anyhow::Result<()> {
             reply_timeout: Duration::from_secs(10),
             seed: 1,
             tag: measure::fresh_tag(98),
+            rate: None,
         },
         probes: ProbeConfig::default(),
         warmup: 0,
         settle: Duration::from_secs(1),
         process_note: None,
+        sample: vec![],
+        sample_every: measure::SAMPLE_EVERY,
     };
     let report = measure::run(&m).await;
     system.stop().await?;
