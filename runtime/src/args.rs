@@ -17,7 +17,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
-    /// NATS server URL (JetStream must be enabled).
+    /// NATS server URL (JetStream must be enabled); the nodes of a cluster comma-separated.
     #[arg(id = "nats_url", long = "nats-url", env = "MAILDROP_NATS_URL", default_value = DEFAULT_NATS_URL)]
     pub url: String,
 }

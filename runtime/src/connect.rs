@@ -29,12 +29,15 @@ fn forever() -> ExponentialBackoff {
     }
 }
 
-/// Connects to NATS as `name` (shown in the server's connection list).
+/// Connects to NATS as `name` (shown in the server's connection list). `url` may list the nodes
+/// of a cluster, comma-separated: the first that answers is used, and the client fails over to the
+/// others (and to those the cluster announces) when it goes away.
 pub async fn nats(
     url: &str,
     name: &str,
     cancel: &CancellationToken,
 ) -> Result<async_nats::Client, ConnectError> {
+    let servers = servers(url);
     let mut backoff = forever();
     loop {
         let options = async_nats::ConnectOptions::new()
@@ -53,7 +56,7 @@ pub async fn nats(
             });
         let attempt = tokio::select! {
             _ = cancel.cancelled() => return Err(ConnectError::Cancelled("NATS")),
-            r = options.connect(url) => r,
+            r = options.connect(servers.as_slice()) => r,
         };
         match attempt {
             Ok(client) => {
@@ -70,6 +73,14 @@ pub async fn nats(
             }
         }
     }
+}
+
+/// The servers of a comma-separated list of NATS URLs.
+fn servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Connects to Redis and returns a reconnecting connection handle.
@@ -101,5 +112,17 @@ pub async fn redis(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cluster_is_a_comma_separated_list() {
+        assert_eq!(
+            super::servers("nats://a:4222, nats://b:4222,"),
+            ["nats://a:4222", "nats://b:4222"]
+        );
+        assert_eq!(super::servers("nats://a:4222"), ["nats://a:4222"]);
     }
 }
