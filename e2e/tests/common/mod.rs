@@ -207,12 +207,21 @@ impl Pipeline {
         }
         if stage == Stage::Ingest {
             let addr = self.smtp;
+            // Behind PROXY protocol the test is a trusted peer and must say who the client is
+            // before the ingest greets: `UNKNOWN` means "the peer itself".
+            let proxy = self
+                .flags
+                .get(&stage)
+                .is_some_and(|f| f.iter().any(|a| a == "--proxy-protocol"));
             wait_until(
                 Duration::from_secs(20),
                 "the ingest to greet",
                 || async move {
-                    use tokio::io::AsyncReadExt;
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+                    if proxy {
+                        s.write_all(b"PROXY UNKNOWN\r\n").await.ok()?;
+                    }
                     let mut buf = [0u8; 3];
                     s.read_exact(&mut buf).await.ok()?;
                     (&buf == b"220").then_some(())
