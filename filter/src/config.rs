@@ -11,6 +11,10 @@ use maildrop_runtime::args::{
 /// maildrop-filter: decides which received messages are accepted.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "maildrop-filter", version, about)]
+#[command(mut_arg(
+    "ops_addr",
+    maildrop_runtime::ops::default_at(maildrop_runtime::ops::DEFAULT_FILTER_ADDR)
+))]
 pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -30,6 +34,8 @@ pub struct Config {
     pub dns: crate::dns::DnsArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub ops: maildrop_runtime::ops::OpsArgs,
 }
 
 /// What to do instead of filtering.

@@ -165,6 +165,16 @@ impl Handler for FilterHandler {
             .map_err(Failure::transient)?
             .await
             .map_err(Failure::transient)?;
+        let decided = if verdict.accepted {
+            "accepted"
+        } else {
+            "rejected"
+        };
+        metrics::counter!("maildrop_filter_verdicts_total", "verdict" => decided).increment(1);
+        for hit in &verdict.hits {
+            metrics::counter!("maildrop_filter_rule_hits_total", "rule" => hit.rule.clone())
+                .increment(1);
+        }
         tracing::info!(
             msg_id = %envelope.id,
             accepted = verdict.accepted,

@@ -59,6 +59,8 @@ pub enum Error {
     Dns(#[from] dns::DnsSetupError),
     #[error(transparent)]
     Setup(#[from] streams::SetupError),
+    #[error(transparent)]
+    Ops(#[from] maildrop_runtime::ops::OpsError),
 }
 
 /// Runs the filter until `cancel` is cancelled.
@@ -77,9 +79,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
             "Rule set loaded."
         );
     }
+    let readiness = maildrop_runtime::ops::Readiness::nats_and_redis();
+    let _ops = maildrop_runtime::ops::start(&config.ops, STAGE, readiness.clone(), &cancel).await?;
     let redis = connect::redis(&config.redis.url, &cancel).await?;
-    let (_, js) =
+    readiness.set_redis(&redis);
+    let (client, js) =
         streams::connect(&config.nats, &config.streams, "maildrop-filter", &cancel).await?;
+    readiness.set_nats(&client);
     tokio::spawn(reload::watch(
         live.clone(),
         config.rules.reload_every(),
