@@ -43,6 +43,12 @@ pub struct Config {
 pub enum Command {
     /// Edit the run-time blocklists (sender, domain, ip, subject) in Redis.
     Block(crate::admin::BlockArgs),
+    /// Judge the retained raw messages of a time window with a candidate rule set and show how its
+    /// verdicts differ from the recorded ones. Reads the streams only: publishes and writes nothing.
+    Replay(crate::replay::ReplayArgs),
+    /// Write the retained raw messages of a time window, chosen by recorded verdict, as an mbox or a
+    /// folder of .eml files.
+    Export(crate::export::ExportArgs),
 }
 
 /// Where the rule set comes from and how the filter keeps it current.

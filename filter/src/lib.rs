@@ -17,16 +17,20 @@
 //!   blocked-IP set.
 //! - [`handler`]: the consumer's side: decode, gather, judge, feed back, publish, and only then ack.
 //! - [`admin`]: `maildrop-filter block …`, the run-time blocklists' command line.
+//! - [`replay`] and [`export`]: `maildrop-filter replay|export`, research on the retained history
+//!   through ephemeral consumers, never disturbing production.
 //! - [`config`]: flags and `MAILDROP_*` variables.
 
 pub mod admin;
 pub mod config;
 pub mod dns;
+pub mod export;
 pub mod facts;
 pub mod feedback;
 pub mod gather;
 pub mod handler;
 pub mod reload;
+pub mod replay;
 pub mod rules;
 pub mod ruleset;
 pub mod verdict_cache;

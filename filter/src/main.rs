@@ -6,6 +6,16 @@ use maildrop_filter::Config;
 use maildrop_filter::config::Command;
 use maildrop_runtime::{shutdown, telemetry};
 
+fn research_exit(what: &str, done: Result<(), maildrop_filter::replay::ReplayError>) -> ExitCode {
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("maildrop-filter {what}: {}", telemetry::chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
@@ -19,6 +29,27 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    match &config.command {
+        Some(Command::Replay(args)) => {
+            let done =
+                maildrop_filter::replay::command(&config, args, &mut std::io::stdout()).await;
+            return research_exit("replay", done.map(|_| ()));
+        }
+        Some(Command::Export(args)) => {
+            let done = async {
+                let js = maildrop_filter::replay::connect(&config).await?;
+                let n = maildrop_filter::export::export(&js, args).await?;
+                eprintln!(
+                    "maildrop-filter export: {n} messages written to {}",
+                    args.out.display()
+                );
+                Ok(())
+            }
+            .await;
+            return research_exit("export", done);
+        }
+        _ => {}
     }
     if let Err(e) = telemetry::init(&config.log) {
         eprintln!("maildrop-filter: {e}");
