@@ -204,8 +204,9 @@ async function main() {
 
   // Home, with counters (and the chart, when the stats carry a time series).
   await page.locator('.logo').click();
-  await page.locator('#stats', { hasText: 'saved' }).waitFor();
-  await page.waitForTimeout(300);
+  // Three messages were stored: the live counter gets there, and the chart follows.
+  await page.locator('#stats', { hasText: '3 messages saved' }).waitFor();
+  await page.locator('#chart-sum', { hasText: '3 received' }).waitFor();
   result.stats_text = await page.locator('#stats').innerText();
   result.chart_shown = await page.locator('#chart').isVisible();
   result.unnamed_on_home = await unnamedControls(page);

@@ -89,6 +89,27 @@ async fn mail_html_is_sanitised_and_served_under_its_own_policy() -> anyhow::Res
         "{csp}"
     );
     assert!(!frame.text().await?.contains("<script"));
+
+    // The tracker image is noticed, and loads only once the reader allows it.
+    assert_eq!(doc["remote_content"], true, "{doc}");
+    let allowed = p
+        .http_client
+        .get(p.url(&format!("/api/mailboxes/h/messages/{id}/html?remote=1")))
+        .send()
+        .await?;
+    let csp = allowed.headers()["content-security-policy"].to_str()?;
+    assert!(
+        csp.contains("img-src data: http: https:")
+            && csp.contains("sandbox")
+            && !csp.contains("script-src"),
+        "{csp}"
+    );
+    let unclear = p
+        .http_client
+        .get(p.url(&format!("/api/mailboxes/h/messages/{id}/html?remote=yes")))
+        .send()
+        .await?;
+    assert_eq!(unclear.status(), 400);
     Ok(())
 }
 

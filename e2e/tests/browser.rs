@@ -397,6 +397,11 @@ async fn a_reader_gets_mail_live_and_hostile_mail_does_nothing() -> anyhow::Resu
         r["stats_text"]
     );
 
+    assert_eq!(
+        r["chart_shown"], true,
+        "the home page charts the day's traffic"
+    );
+
     let screenshots = strings(&r["screenshots"]);
     assert!(screenshots.len() >= 12, "{screenshots:?}");
     for path in screenshots {

@@ -325,6 +325,7 @@ let openId = null;
 let routeGen = 0; // bumps on every route, so late responses for a page we left are dropped
 // The home page's live counters: an EventSource on /api/stats/events while home is shown.
 let statsFeed = null;
+let chartTimer = 0;
 
 function navigate(path, replace = false) {
   if (replace) history.replaceState(null, '', path);
@@ -399,14 +400,25 @@ function renderHome(gen) {
   showView('home');
   document.title = 'Maildrop — disposable inboxes';
   updateHomeAddr();
-  // The full document once (the feed may carry only the counters), then pushed changes;
-  // EventSource reconnects by itself.
-  api('/api/stats').then((s) => gen === routeGen && showStats(s), () => {});
+  // The series once a minute (the live feed carries only the counters, pushed on change;
+  // EventSource reconnects by itself).
+  loadChart(gen);
+  clearInterval(chartTimer);
+  chartTimer = setInterval(() => (gen === routeGen ? loadChart(gen) : clearInterval(chartTimer)), 60000);
   statsFeed = new EventSource('/api/stats/events');
   statsFeed.addEventListener('stats', (e) => {
     if (gen !== routeGen) return;
     try {
-      showStats(JSON.parse(e.data));
+      const s = JSON.parse(e.data);
+      showStats(s);
+      // New mail since the chart was drawn: redraw, at most every 5 s.
+      if (s.received !== chart.received && !chart.pending) {
+        chart.pending = true;
+        setTimeout(() => {
+          chart.pending = false;
+          if (gen === routeGen) loadChart(gen);
+        }, Math.max(0, chart.at + 5000 - Date.now()));
+      }
     } catch {
       // Counters are decoration: a bad event is not worth an alert.
     }
@@ -419,31 +431,40 @@ function updateHomeAddr() {
 }
 
 function showStats(s) {
-  const n = (x) => Number(x || 0).toLocaleString();
-  $('#stats').textContent = `${n(s.stored)} messages saved · ${n(s.rejected)} spam blocked`;
-  drawChart(dayOf(s));
+  const saved = Number(s.stored || 0);
+  const spam = Number(s.rejected || 0) + Number(s.rejected_ingest || 0);
+  $('#stats').textContent = `${saved.toLocaleString()} ${saved === 1 ? 'message' : 'messages'} saved · ${spam.toLocaleString()} blocked as spam`;
 }
 
-// The traffic chart: inline SVG built node by node (no markup strings, no library). Hidden when
-// the gateway's /api/stats has no time series (an older reporter): it is decoration.
+// The traffic chart: inline SVG built node by node (no markup strings, no library), from the
+// per-hour series of /api/stats. Hidden when there is none (an older gateway): it is decoration.
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
-/** Per-hour buckets of the last 24 h, [{ t, received, rejected }], oldest first; or null. */
+/** The last 24 hourly buckets as [{ t, received, blocked }], oldest first; or null. */
 function dayOf(s) {
-  const src = s?.series?.minute ?? s?.series?.minutes ?? s?.series?.per_minute;
-  if (!Array.isArray(src) || !src.length) return null;
-  const HOUR = 3600000;
-  const end = Math.ceil(Date.now() / HOUR) * HOUR;
-  const buckets = Array.from({ length: 24 }, (_, i) => ({ t: end - (24 - i) * HOUR, received: 0, rejected: 0 }));
-  for (const p of src) {
-    const t = Number(p.t ?? p.ts ?? p.time_ms ?? p.start_ms);
-    const i = Math.floor((t - (end - 24 * HOUR)) / HOUR);
-    if (i >= 0 && i < 24) {
-      buckets[i].received += Number(p.received || 0);
-      buckets[i].rejected += Number(p.rejected || 0);
-    }
+  const hours = s?.series?.hour;
+  if (!Array.isArray(hours) || !hours.length) return null;
+  return hours.slice(-24).map((p) => ({
+    t: Number(p.t),
+    received: Number(p.received || 0) + Number(p.rejected_ingest || 0),
+    blocked: Number(p.rejected || 0) + Number(p.rejected_ingest || 0),
+  }));
+}
+
+// When the chart was last loaded, and the `received` counter it showed: the live feed's
+// counters say when it is out of date.
+const chart = { at: 0, received: null, pending: false };
+
+async function loadChart(gen) {
+  chart.at = Date.now();
+  try {
+    const s = await api('/api/stats?minutes=0&hours=24&top=0');
+    if (gen !== routeGen) return;
+    chart.received = s.received;
+    drawChart(dayOf(s));
+  } catch {
+    // Decoration: the counters still come from the live feed.
   }
-  return buckets;
 }
 
 function svg(tag, attrs) {
@@ -460,10 +481,10 @@ function drawChart(buckets) {
   const bars = [];
   for (const [i, b] of buckets.entries()) {
     const h = (b.received / max) * (H - 4);
-    const r = (Math.min(b.rejected, b.received) / max) * (H - 4);
+    const r = (Math.min(b.blocked, b.received) / max) * (H - 4);
     const x = i * bw + gap / 2;
     const title = svg('title', {});
-    title.textContent = `${new Date(b.t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}: ${b.received} received, ${b.rejected} blocked`;
+    title.textContent = `${new Date(b.t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}: ${b.received} received, ${b.blocked} blocked`;
     const g = svg('g', {});
     g.append(title, svg('rect', { class: 'bar', x, y: H - h, width: bw - gap, height: Math.max(h, 0.5) }),
       svg('rect', { class: 'bar-spam', x, y: H - r, width: bw - gap, height: r }));
@@ -471,8 +492,8 @@ function drawChart(buckets) {
   }
   $('#chart-svg').replaceChildren(svg('line', { class: 'axis', x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5 }), ...bars);
   const total = buckets.reduce((a, b) => a + b.received, 0);
-  const spam = buckets.reduce((a, b) => a + b.rejected, 0);
-  $('#chart-sum').textContent = `${total.toLocaleString()} received, ${spam.toLocaleString()} of them spam; busiest hour ${max.toLocaleString()}.`;
+  const spam = buckets.reduce((a, b) => a + b.blocked, 0);
+  $('#chart-sum').textContent = `${total.toLocaleString()} received, ${spam.toLocaleString()} of them blocked as spam; busiest hour: ${max.toLocaleString()}.`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,7 +693,9 @@ function fillMessage(msg) {
   $('#m-to').textContent = h.to || (msg.envelope?.rcpt_to || []).join(', ');
   $('#m-date').textContent = messageDate(h.date, msg.envelope?.received_ms);
   if (msg.verdict) {
-    $('#m-score').textContent = `${msg.verdict.score} (blocked at ${msg.verdict.threshold})`;
+    const v = msg.verdict;
+    const rules = (v.hits || []).map((x) => x.rule).join(', ');
+    $('#m-score').textContent = `${v.score} of ${v.threshold} · ${v.score >= v.threshold ? 'spam' : 'not spam'}${rules ? ` · ${rules}` : ''}`;
     $('#m-score').hidden = $('#m-score-dt').hidden = false;
   }
   $('#message .actions').hidden = false;
