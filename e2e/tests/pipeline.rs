@@ -232,9 +232,12 @@ async fn malformed_messages_are_stored_as_they_are_and_the_stages_go_on() -> any
 
 #[tokio::test]
 async fn a_blocked_sender_is_rejected_with_its_reason() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[blocked_sender]\nsenders = [\"@spam.example\"]\n")?;
     let flags = HashMap::from([(
         Stage::Filter,
-        vec!["--blocked-senders".to_owned(), "@spam.example".to_owned()],
+        vec!["--rules".to_owned(), rules.display().to_string()],
     )]);
     let p = Pipeline::start_with(flags, &common::ALL).await?;
     smtp::send_mail(
