@@ -55,7 +55,9 @@ impl Client {
 
     async fn command(&mut self, line: &str) -> anyhow::Result<String> {
         // One write per command: a second small write would wait for the delayed ACK (Nagle).
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).await?;
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await?;
         self.reply().await
     }
 
