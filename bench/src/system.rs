@@ -67,10 +67,19 @@ pub fn stage_args(stage: Stage, nats: &str, redis: Option<&str>, domain: &str) -
                 .to_owned(),
         ]
     };
+    if !matches!(stage, Stage::Gateway) {
+        // Ops endpoints on a free port: a bench may run beside `make run` or the tests.
+        args.extend(["--ops-addr".to_owned(), "127.0.0.1:0".to_owned()]);
+    }
     match stage {
         Stage::Ingest | Stage::Filter => {
             args.extend(redis());
             args.extend(["--domains".to_owned(), domain.to_owned()]);
+            if stage == Stage::Filter {
+                // The pipeline scenarios measure the pipeline, never the internet's DNS; the
+                // filter scenario measures the DNS rules against a server of its own.
+                args.extend(["--dns-servers".to_owned(), "off".to_owned()]);
+            }
         }
         Stage::StoreWriter | Stage::Reporter => args.extend(redis()),
         Stage::Gateway => {
@@ -190,7 +199,12 @@ impl InProcess {
     ) -> anyhow::Result<()> {
         let runtime = self.runtime.as_ref().expect("started with a runtime");
         let redis = self.redis.as_ref().map(|r| r.url());
-        let args = stage_args(stage, &self.nats.url(), redis.as_deref(), domain);
+        let mut args = stage_args(stage, &self.nats.url(), redis.as_deref(), domain);
+        if stage != Stage::Gateway {
+            // No ops server in-process: several stages would each want their default port and the
+            // one global metrics recorder. (The gateway serves its ops routes on its HTTP port.)
+            args.extend(["--ops-addr".to_owned(), "off".to_owned()]);
+        }
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         let fail =

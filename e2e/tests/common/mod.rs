@@ -40,6 +40,9 @@ pub struct Pipeline {
     pub redis: RedisServer,
     pub smtp: SocketAddr,
     pub http: SocketAddr,
+    /// Each stage's ops endpoints (`/healthz`, `/readyz`, `/metrics`), on free ports; the
+    /// gateway serves them on [`Pipeline::http`].
+    pub ops: HashMap<Stage, SocketAddr>,
     /// Extra flags for every stage (each stage's parser sees only the flags it knows: pass
     /// stage-specific flags with [`Pipeline::with_flags`]).
     flags: HashMap<Stage, Vec<String>>,
@@ -72,11 +75,21 @@ impl Pipeline {
         let redis = RedisServer::start().await?;
         let smtp = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
         let http = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;
+        let mut ops = HashMap::new();
+        for stage in [
+            Stage::Ingest,
+            Stage::Filter,
+            Stage::StoreWriter,
+            Stage::Reporter,
+        ] {
+            ops.insert(stage, TcpListener::bind("127.0.0.1:0").await?.local_addr()?);
+        }
         let mut pipeline = Self {
             nats,
             redis,
             smtp,
             http,
+            ops,
             flags,
             running: HashMap::new(),
             http_client: reqwest::Client::new(),
@@ -90,6 +103,9 @@ impl Pipeline {
     fn args(&self, stage: Stage) -> Vec<String> {
         let mut args = vec!["maildrop-test".to_owned()];
         args.extend(common(&self.nats.url()));
+        if let Some(addr) = self.ops.get(&stage) {
+            args.extend(["--ops-addr".into(), addr.to_string()]);
+        }
         let redis = vec!["--redis-url".to_owned(), self.redis.url()];
         let consumer = vec![
             "--ack-wait".to_owned(),
@@ -249,6 +265,12 @@ impl Pipeline {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// The URL of `path` on `stage`'s ops endpoints (the gateway's own port for the gateway).
+    pub fn ops_url(&self, stage: Stage, path: &str) -> String {
+        let addr = self.ops.get(&stage).copied().unwrap_or(self.http);
+        format!("http://{addr}{path}")
     }
 
     pub fn ws_url(&self, path: &str) -> String {
