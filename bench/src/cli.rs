@@ -109,6 +109,8 @@ pub enum ScenarioName {
     Push,
     Connections,
     Soak,
+    /// The filter's rules alone: messages per second through the full rule set, cached DNS.
+    Filter,
     All,
 }
 

@@ -14,12 +14,14 @@
 //!   [`resources`] reads CPU time and peak RSS from `/proc`; [`report`] prints tables and JSON.
 //! - [`measure`] is one measured run (warm-up, probes, load, settle); [`system`] starts servers
 //!   and stages in-process; [`scenario`] puts these together for `scenario ingest|pipeline`.
+//! - [`filter`] is `scenario filter`: the filter's rules alone, through testkit's DNS server.
 //! - [`cli`] declares every option (each with a `MAILDROP_BENCH_*` variable); [`target`] keeps
 //!   the generator on loopback.
 
 pub mod base64;
 pub mod cli;
 pub mod compare;
+pub mod filter;
 pub mod idle;
 pub mod load;
 pub mod measure;

@@ -86,11 +86,13 @@ pub async fn run(
         ScenarioName::Push => vec![push::run(duration, load, procs).await?],
         ScenarioName::Connections => vec![idle::run(load, procs).await?],
         ScenarioName::Soak => vec![soak::run(load, procs).await?],
+        ScenarioName::Filter => vec![crate::filter::run(load.seed).await?],
         ScenarioName::All => vec![
             compare::run(duration, load, procs).await?,
             push::run(duration, load, procs).await?,
             idle::run(load, procs).await?,
             soak::run(load, procs).await?,
+            crate::filter::run(load.seed).await?,
         ],
     })
 }
