@@ -82,6 +82,8 @@ cat <<MSG
     API        http://$MAILDROP_HTTP_ADDR/api/stats
     SMTP       $MAILDROP_SMTP_ADDR   (mail to anything@$domain)
     Logs       .run/logs/<stage>.log
+    Metrics    http://$MAILDROP_HTTP_ADDR/metrics, and /metrics, /readyz on 127.0.0.1:9101-9104
+               (ingest, filter, store-writer, reporter; see docs/operations.md)
 
   Try:  swaks --server $MAILDROP_SMTP_ADDR --to hello@$domain
    or:  python3 -c 'import smtplib; smtplib.SMTP("${MAILDROP_SMTP_ADDR%:*}", ${MAILDROP_SMTP_ADDR##*:}).sendmail("me@example.org", ["hello@$domain"], "Subject: hi\r\n\r\nhello")'
