@@ -219,6 +219,43 @@ mod tests {
         assert!(LiveRules::load(Some(dir.path().join("nope.toml")), Context::default()).is_err());
     }
 
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn sighup_reloads_without_a_timer() {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Listening first makes SIGHUP harmless to this process before the watcher listens too
+        // (its default action would end the test run).
+        let _ours = signal(SignalKind::hangup()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, "").unwrap();
+        let live = Arc::new(LiveRules::load(Some(path.clone()), Context::default()).unwrap());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(watch(live.clone(), None, cancel.clone()));
+        std::fs::write(&path, "threshold = 8.0\n").unwrap();
+        let pid = std::process::id().to_string();
+        maildrop_testkit::wait_until(Duration::from_secs(10), "the reload on SIGHUP", || {
+            let (live, pid) = (live.clone(), pid.clone());
+            async move {
+                if live.current().threshold() == 8.0 {
+                    return Some(());
+                }
+                // Until the watcher listens, a signal may come too early: send again each try.
+                let sent = tokio::process::Command::new("kill")
+                    .args(["-HUP", &pid])
+                    .status()
+                    .await
+                    .ok()?;
+                assert!(sent.success());
+                None
+            }
+        })
+        .await
+        .unwrap();
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
     #[tokio::test]
     async fn the_watcher_picks_up_a_change() {
         let dir = tempfile::tempdir().unwrap();
