@@ -230,6 +230,52 @@ mod tests {
         assert!(parse_servers(",").is_err());
     }
 
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        dns: DnsArgs,
+    }
+
+    #[test]
+    fn defaults_and_bad_values_name_their_variable() {
+        use clap::Parser;
+        let f = Flags::try_parse_from(["x"]).unwrap().dns;
+        assert_eq!(f.dns_servers, Servers::System);
+        assert_eq!(f.dns_timeout, Duration::from_secs(2));
+        assert_eq!(f.dns_deadline, Duration::from_secs(5));
+        assert_eq!(f.dns_cache_size, DEFAULT_CACHE_SIZE);
+        let f = Flags::try_parse_from(["x", "--dns-servers", "off"])
+            .unwrap()
+            .dns;
+        assert!(
+            Dns::from_args(&f).unwrap().is_none(),
+            "off: no resolver at all"
+        );
+        let err = Flags::try_parse_from(["x", "--dns-servers", "ns.example"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--dns-servers") && err.contains("ns.example"),
+            "{err}"
+        );
+        assert!(Flags::try_parse_from(["x", "--dns-timeout", "soon"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_listed_server_list_builds_a_resolver() {
+        let f = DnsArgs {
+            dns_servers: parse_servers("127.0.0.1:5353").unwrap(),
+            dns_timeout: Duration::from_millis(100),
+            dns_deadline: Duration::from_millis(500),
+            dns_cache_size: 10,
+        };
+        let dns = Dns::from_args(&f).unwrap().unwrap();
+        assert_eq!(dns.resolver.options().timeout, Duration::from_millis(100));
+        assert_eq!(dns.resolver.options().attempts, 1);
+        assert_eq!(dns.resolver.options().cache_size, 10);
+    }
+
     #[test]
     fn names_are_made_fully_qualified_once() {
         assert_eq!(fqdn("a.example"), "a.example.");
