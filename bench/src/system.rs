@@ -199,12 +199,7 @@ impl InProcess {
     ) -> anyhow::Result<()> {
         let runtime = self.runtime.as_ref().expect("started with a runtime");
         let redis = self.redis.as_ref().map(|r| r.url());
-        let mut args = stage_args(stage, &self.nats.url(), redis.as_deref(), domain);
-        if stage != Stage::Gateway {
-            // No ops server in-process: several stages would each want their default port and the
-            // one global metrics recorder. (The gateway serves its ops routes on its HTTP port.)
-            args.extend(["--ops-addr".to_owned(), "off".to_owned()]);
-        }
+        let args = stage_args(stage, &self.nats.url(), redis.as_deref(), domain);
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         let fail =
