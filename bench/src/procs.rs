@@ -113,8 +113,9 @@ impl Fleet {
             );
         }
         eprintln!(
-            "maildrop-bench: starting nats-server, redis-server and {} as processes…",
-            names(stages)
+            "maildrop-bench: starting nats-server, redis-server and {} as processes (binaries from {})…",
+            names(stages),
+            bin_dir.display()
         );
         let before = children_of("self");
         let nats = NatsServer::start().await?;
