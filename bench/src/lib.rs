@@ -7,13 +7,16 @@
 //!   traced end to end.
 //! - [`smtp`] is the client side of the protocol without I/O (replies out of a buffer, the `DATA`
 //!   payload); [`session`] is the one place that touches the SMTP socket; [`load`] runs N sessions
-//!   over a shared budget of messages and time.
+//!   over a shared budget of messages and time, as fast as they go or at a fixed rate.
 //! - [`track`] matches what the end-to-end probes see to the `250` it follows, without I/O;
 //!   [`probe`] holds the probes themselves (NATS, Redis, WebSocket).
 //! - [`stats`] summarises (HDR histograms, percentiles, rates, failures by reply code);
 //!   [`resources`] reads CPU time and peak RSS from `/proc`; [`report`] prints tables and JSON.
-//! - [`measure`] is one measured run (warm-up, probes, load, settle); [`system`] starts servers
-//!   and stages in-process; [`scenario`] puts these together for `scenario ingest|pipeline`.
+//! - [`measure`] is one measured run (warm-up, probes, load, settle, and [`sample`]: other
+//!   processes' RSS and CPU read from `/proc` while it runs); [`system`] starts servers and stages
+//!   in-process, [`procs`] the stages' release binaries as processes, [`peer`] smtp-sink and
+//!   Haraka; [`scenario`] puts these together: `ingest` and `pipeline` in-process, [`compare`]
+//!   (`peers`), [`push`], [`idle`] (`connections`) and [`soak`] as processes.
 //! - [`filter`] is `scenario filter`: the filter's rules alone, through testkit's DNS server.
 //! - [`cli`] declares every option (each with a `MAILDROP_BENCH_*` variable); [`target`] keeps
 //!   the generator on loopback.

@@ -190,7 +190,7 @@ impl Peer {
         w
     }
 
-    /// SIGTERM, then SIGKILL to whatever of the tree is left after [`STOP`].
+    /// SIGTERM, then SIGKILL to whatever of the tree is left 10 s later.
     pub async fn stop(mut self) {
         let mut tree = vec![self.pid];
         let mut i = 0;
