@@ -21,8 +21,8 @@ use maildrop_store::PolicyStore;
 
 use crate::facts::{Facts, RedisFacts};
 use crate::feedback;
-use crate::reload::LiveRules;
 use crate::gather::DnsGatherer;
+use crate::reload::LiveRules;
 use crate::rules::{BlockClient, Inspection, RuleSet};
 
 pub struct FilterHandler {
