@@ -3,13 +3,17 @@
 //! - [`NatsServer`] and [`RedisServer`] start `nats-server -js` and `redis-server` from `PATH` on
 //!   free loopback ports with their data in a temporary directory; both can be stopped and started
 //!   again on the same port and data (for outage tests) and are killed on drop.
+//! - [`NatsCluster`]: three routed `nats-server -js` nodes, any of which can be killed and resumed.
+//! - [`process`]: the stage binaries as child processes, for tests that SIGKILL a stage.
 //! - [`dns`]: a DNS server of the test's own on loopback (a table of records, query counts, a
 //!   mode that never answers), for the filter's DNS rules.
 //! - [`smtp`]: send mail with a real SMTP client (lettre).
 //! - [`ws`]: a WebSocket client that reads JSON events.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
 
+pub mod cluster;
 pub mod dns;
+pub mod process;
 pub mod servers;
 pub mod smtp;
 pub mod ws;
@@ -17,6 +21,7 @@ pub mod ws;
 use std::future::Future;
 use std::time::Duration;
 
+pub use cluster::NatsCluster;
 pub use servers::{NatsServer, RedisServer, free_port};
 
 /// Polls `check` every 25 ms until it returns `Some`, or fails after `timeout` with `what`.

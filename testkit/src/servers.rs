@@ -101,19 +101,32 @@ impl Drop for NatsServer {
     }
 }
 
-/// `redis-server` with no persistence, in a temporary directory.
+/// `redis-server` in a temporary directory: with no persistence (a restart empties it), or with an
+/// append-only file synced on every write (a restart keeps everything acknowledged, as in
+/// production).
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    persistent: bool,
 }
 
 impl RedisServer {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::launch(false).await
+    }
+
+    /// A server that keeps its data across [`stop`](Self::stop) and [`resume`](Self::resume).
+    pub async fn start_persistent() -> anyhow::Result<Self> {
+        Self::launch(true).await
+    }
+
+    async fn launch(persistent: bool) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir()?,
+            persistent,
         };
         server.resume().await?;
         Ok(server)
@@ -143,7 +156,12 @@ impl RedisServer {
     pub async fn resume(&mut self) -> anyhow::Result<()> {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

@@ -1,0 +1,423 @@
+//! Faults under load, with real processes: the stage binaries are SIGKILLed and started again,
+//! nats-server and redis-server are stopped, a node of a three-node JetStream cluster dies. A steady
+//! SMTP load runs throughout, and the one promise checked is the one a sender relies on: every
+//! message that got a 250 ends up in its mailbox exactly once, and nothing needs a manual step.
+//!
+//! The in-process `Pipeline` cannot do this: a cancelled stage still finishes its work in hand, a
+//! killed one does not. Each message goes to a mailbox of its own (`f<n>`), so "exactly once" is
+//! "that mailbox lists exactly one message, with that subject".
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use maildrop_testkit::process::StageProcess;
+use maildrop_testkit::{NatsCluster, NatsServer, RedisServer, free_port, wait_until};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const DOMAIN: &str = "maildrop.test";
+
+/// The five stages as processes, sharing one NATS URL and one Redis.
+struct System {
+    _dir: tempfile::TempDir,
+    smtp: SocketAddr,
+    http: SocketAddr,
+    nats_url: String,
+    redis_url: String,
+    stages: Vec<StageProcess>,
+    client: reqwest::Client,
+}
+
+impl System {
+    async fn start(nats_url: &str, redis_url: &str, replicas: u16) -> anyhow::Result<Self> {
+        maildrop_testkit::init_tracing();
+        let dir = tempfile::tempdir()?;
+        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let replicas = replicas.to_string();
+        let (smtp_s, http_s) = (smtp.to_string(), http.to_string());
+        let common = [
+            "--nats-url",
+            nats_url,
+            "--stream-replicas",
+            &replicas,
+            "--duplicate-window",
+            "2m",
+        ];
+        // A killed consumer's messages come back after the ack wait: keep it short.
+        let consumer = ["--ack-wait", "2s"];
+        let redis = ["--redis-url", redis_url];
+        let mut stages = Vec::new();
+        for (name, own) in [
+            (
+                "maildrop-ingest",
+                vec!["--smtp-addr", &smtp_s, "--domains", DOMAIN],
+            ),
+            ("maildrop-filter", consumer.to_vec()),
+            ("maildrop-store-writer", consumer.to_vec()),
+            (
+                "maildrop-gateway",
+                vec![
+                    "--http-addr",
+                    &http_s,
+                    "--domains",
+                    DOMAIN,
+                    "--rate-limit",
+                    "off",
+                ],
+            ),
+            ("maildrop-reporter", consumer.to_vec()),
+        ] {
+            let mut args: Vec<&str> = common.to_vec();
+            if name != "maildrop-filter" {
+                args.extend(redis);
+            }
+            args.extend(own);
+            let mut stage = StageProcess::new(name, dir.path(), &args)?.env("MAILDROP_LOG", "info");
+            stage.start()?;
+            stages.push(stage);
+        }
+        let system = Self {
+            _dir: dir,
+            smtp,
+            http,
+            nats_url: nats_url.to_owned(),
+            redis_url: redis_url.to_owned(),
+            stages,
+            client: reqwest::Client::new(),
+        };
+        system.wait_serving().await?;
+        Ok(system)
+    }
+
+    fn stage(&mut self, name: &str) -> &mut StageProcess {
+        self.stages
+            .iter_mut()
+            .find(|s| s.name() == name)
+            .expect("a known stage")
+    }
+
+    /// Waits until the gateway answers HTTP and the ingest greets.
+    async fn wait_serving(&self) -> anyhow::Result<()> {
+        let url = format!("http://{}/healthz", self.http);
+        wait_until(Duration::from_secs(60), "the gateway to serve", || {
+            let (url, client) = (url.clone(), self.client.clone());
+            async move { client.get(url).send().await.ok().map(|_| ()) }
+        })
+        .await?;
+        let smtp = self.smtp;
+        wait_until(
+            Duration::from_secs(60),
+            "the ingest to greet",
+            || async move {
+                use tokio::io::AsyncReadExt;
+                let mut s = tokio::net::TcpStream::connect(smtp).await.ok()?;
+                let mut buf = [0u8; 3];
+                s.read_exact(&mut buf).await.ok()?;
+                (&buf == b"220").then_some(())
+            },
+        )
+        .await
+    }
+
+    /// SIGKILLs a stage, leaves it dead for a moment under load, and starts it again.
+    async fn crash_and_restart(&mut self, name: &str) -> anyhow::Result<()> {
+        tracing::warn!(stage = name, "SIGKILL");
+        self.stage(name).kill().await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        self.stage(name).start()?;
+        self.wait_serving().await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .client
+            .get(format!("http://{}{path}", self.http))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    /// Every accepted message is in its mailbox exactly once (waiting for the pipeline to drain).
+    async fn assert_all_stored_once(&self, accepted: &[u32]) -> anyhow::Result<()> {
+        anyhow::ensure!(!accepted.is_empty(), "no message was accepted at all");
+        for n in accepted {
+            let path = format!("/api/mailboxes/f{n}");
+            let subject = format!("fault {n}");
+            let list = wait_until(
+                Duration::from_secs(90),
+                &format!("message {n} in its mailbox"),
+                || async {
+                    let (status, body) = self.get(&path).await.ok()?;
+                    let list = body["messages"].as_array()?.clone();
+                    (status == 200 && !list.is_empty()).then_some(list)
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))?;
+            anyhow::ensure!(
+                list.len() == 1,
+                "mailbox f{n} holds {} messages, expected exactly one: {list:?}",
+                list.len()
+            );
+            anyhow::ensure!(
+                list[0]["subject"] == subject.as_str(),
+                "f{n}: {:?}",
+                list[0]
+            );
+        }
+        Ok(())
+    }
+
+    fn logs(&self) -> String {
+        self.stages
+            .iter()
+            .map(|s| {
+                let log = s.log();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                format!("--- {} (last lines)\n{}", s.name(), {
+                    let mut t = tail;
+                    t.reverse();
+                    t.join("\n")
+                })
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// What the load saw: the numbers that got a 250, and how many got something else.
+#[derive(Debug, Default)]
+struct Tally {
+    accepted: Vec<u32>,
+    /// 4xx replies: the sender will retry; such a message may or may not be stored.
+    deferred: u32,
+    /// No SMTP conversation at all (the ingest was down).
+    unreachable: u32,
+    /// 5xx replies: never expected here.
+    refused: Vec<String>,
+}
+
+/// A steady SMTP load: `workers` clients sending one message per connection, each to its own
+/// mailbox, until cancelled or `limit` messages were tried.
+struct Load {
+    cancel: CancellationToken,
+    tally: Arc<Mutex<Tally>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(smtp: SocketAddr, workers: usize, limit: u32) -> Self {
+        let cancel = CancellationToken::new();
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let next = Arc::new(AtomicU32::new(0));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (cancel, tally, next) = (cancel.clone(), tally.clone(), next.clone());
+                tokio::spawn(async move {
+                    while !cancel.is_cancelled() {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= limit {
+                            break;
+                        }
+                        let result = maildrop_testkit::smtp::send_mail(
+                            smtp,
+                            "load@example.org",
+                            &format!("f{n}@{DOMAIN}"),
+                            &format!("fault {n}"),
+                            "A message under fault.",
+                        )
+                        .await;
+                        let mut t = tally.lock().await;
+                        match result {
+                            Ok(_) => t.accepted.push(n),
+                            Err(e) if e.is_transient() => t.deferred += 1,
+                            Err(e) if e.is_permanent() => t.refused.push(format!("{n}: {e}")),
+                            Err(_) => t.unreachable += 1,
+                        }
+                        drop(t);
+                        // A steady trickle, not a flood: the point is the faults, not the speed.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            cancel,
+            tally,
+            tasks,
+        }
+    }
+
+    async fn accepted_so_far(&self) -> usize {
+        self.tally.lock().await.accepted.len()
+    }
+
+    /// Waits until `more` further messages were accepted (the system is flowing again).
+    async fn wait_flowing(&self, more: usize, timeout: Duration) -> anyhow::Result<()> {
+        let start = self.accepted_so_far().await;
+        wait_until(timeout, "the load to be accepted again", || async move {
+            (self.accepted_so_far().await >= start + more).then_some(())
+        })
+        .await
+    }
+
+    async fn stop(self) -> anyhow::Result<Tally> {
+        self.cancel.cancel();
+        for task in self.tasks {
+            task.await?;
+        }
+        let tally = std::mem::take(&mut *self.tally.lock().await);
+        anyhow::ensure!(
+            tally.refused.is_empty(),
+            "messages refused with 5xx: {:?}",
+            tally.refused
+        );
+        Ok(tally)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_each_stage_under_load_loses_nothing_and_stores_nothing_twice()
+-> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let redis = RedisServer::start().await?;
+    let mut system = System::start(&nats.url(), &redis.url(), 1).await?;
+    let load = Load::start(system.smtp, 3, 20_000);
+    load.wait_flowing(20, Duration::from_secs(30)).await?;
+    for stage in maildrop_testkit::process::STAGES {
+        system.crash_and_restart(stage).await?;
+        load.wait_flowing(20, Duration::from_secs(60)).await?;
+    }
+    let tally = load.stop().await?;
+    tracing::warn!(?tally.deferred, ?tally.unreachable, accepted = tally.accepted.len(), "load done");
+    system.assert_all_stored_once(&tally.accepted).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_under_load_means_451_and_resumes_by_itself() -> anyhow::Result<()> {
+    let mut nats = NatsServer::start().await?;
+    let redis = RedisServer::start().await?;
+    let system = System::start(&nats.url(), &redis.url(), 1).await?;
+    let load = Load::start(system.smtp, 3, 20_000);
+    load.wait_flowing(20, Duration::from_secs(30)).await?;
+    nats.stop().await;
+    // While the bus is down, the load gets only 4xx: never a 250 (checked below: every 250 is
+    // stored), never a 5xx (checked by `stop`).
+    let deferred_before = load.tally.lock().await.deferred;
+    wait_until(
+        Duration::from_secs(30),
+        "451s while NATS is down",
+        || async { (load.tally.lock().await.deferred >= deferred_before + 5).then_some(()) },
+    )
+    .await?;
+    nats.resume().await?;
+    load.wait_flowing(20, Duration::from_secs(60)).await?;
+    let tally = load.stop().await?;
+    system.assert_all_stored_once(&tally.accepted).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_under_load_defers_storage_and_flush_is_repaired_by_rebuild()
+-> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    // Persistent, as in production: what Redis acknowledged survives its crash.
+    let mut redis = RedisServer::start_persistent().await?;
+    let system = System::start(&nats.url(), &redis.url(), 1).await?;
+    let load = Load::start(system.smtp, 3, 20_000);
+    load.wait_flowing(20, Duration::from_secs(30)).await?;
+
+    redis.stop().await;
+    // The gateway says why it cannot answer, as JSON, with 503.
+    let (status, body) = wait_until(
+        Duration::from_secs(30),
+        "a 503 from the gateway",
+        || async {
+            let (status, body) = system.get("/api/mailboxes/f0").await.ok()?;
+            (status == 503).then_some((status, body))
+        },
+    )
+    .await?;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    // SMTP goes on meanwhile: the bus holds the mail until the store is back.
+    load.wait_flowing(20, Duration::from_secs(30)).await?;
+    redis.resume().await?;
+    load.wait_flowing(20, Duration::from_secs(60)).await?;
+    let tally = load.stop().await?;
+    system.assert_all_stored_once(&tally.accepted).await?;
+
+    // Losing Redis altogether: `rebuild` restores every mailbox from the streams.
+    let mut conn = redis.conn().await?;
+    redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
+    let (status, body) = system
+        .get(&format!("/api/mailboxes/f{}", tally.accepted[0]))
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(0));
+    let bin = maildrop_testkit::process::stage_binary("maildrop-store-writer")?;
+    let output = tokio::process::Command::new(bin)
+        .args([
+            "--nats-url",
+            &system.nats_url,
+            "--redis-url",
+            &system.redis_url,
+        ])
+        .arg("rebuild")
+        .env("MAILDROP_OPS_ADDR", "127.0.0.1:0")
+        .output()
+        .await?;
+    assert!(
+        output.status.success(),
+        "rebuild failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8_lossy(&output.stdout);
+    system
+        .assert_all_stored_once(&tally.accepted)
+        .await
+        .map_err(|e| anyhow::anyhow!("after rebuild ({report}): {e}"))
+}
+
+/// The name of the node leading `stream`, as JetStream reports it.
+async fn stream_leader(url: &str, stream: &str) -> Option<String> {
+    let client = async_nats::connect(url).await.ok()?;
+    let reply = client
+        .request(format!("$JS.API.STREAM.INFO.{stream}"), "".into())
+        .await
+        .ok()?;
+    let info: Value = serde_json::from_slice(&reply.payload).ok()?;
+    info["cluster"]["leader"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_a_node_of_a_three_node_cluster_loses_nothing_acknowledged() -> anyhow::Result<()> {
+    let mut cluster = NatsCluster::start().await?;
+    let redis = RedisServer::start().await?;
+    let system = System::start(&cluster.url(), &redis.url(), 3).await?;
+    let load = Load::start(system.smtp, 3, 20_000);
+    load.wait_flowing(20, Duration::from_secs(60)).await?;
+
+    // Kill the node that leads RECEIVED, where every 250 was acknowledged: the worst one to lose.
+    let first = cluster.node_url(0);
+    let leader = wait_until(Duration::from_secs(10), "RECEIVED's leader", || {
+        stream_leader(&first, "RECEIVED")
+    })
+    .await?;
+    let victim = cluster
+        .index_of(&leader)
+        .expect("the leader is one of ours");
+    tracing::warn!(node = %leader, "SIGKILL of the RECEIVED leader");
+    cluster.kill(victim).await;
+    // The remaining two elect a new leader and the stages reconnect by themselves.
+    load.wait_flowing(20, Duration::from_secs(90)).await?;
+    cluster.resume(victim).await?;
+    load.wait_flowing(20, Duration::from_secs(60)).await?;
+    let tally = load.stop().await?;
+    system.assert_all_stored_once(&tally.accepted).await
+}

@@ -1,0 +1,165 @@
+//! The stages as real processes, for fault tests that kill one with SIGKILL and start it again.
+//!
+//! In-process stages (the e2e `Pipeline`) can be cancelled, but not killed: a cancelled stage still
+//! finishes its work in hand. A crash is only real with a process, so these tests run the same
+//! binaries `make run` runs. [`stage_binary`] builds them once per test process with the cargo
+//! that runs the tests (a no-op when they are fresh: `make test` builds them before the tests) and
+//! finds them in the test binary's own target directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::process::{Child, Command};
+
+/// The five stage binaries, as `cargo build --bins` names them.
+pub const STAGES: [&str; 5] = [
+    "maildrop-ingest",
+    "maildrop-filter",
+    "maildrop-store-writer",
+    "maildrop-gateway",
+    "maildrop-reporter",
+];
+
+/// The path of a stage binary (`maildrop-ingest`, …), built if needed.
+pub fn stage_binary(name: &str) -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = dir.join(name);
+    anyhow::ensure!(path.exists(), "{} was not built", path.display());
+    Ok(path)
+}
+
+fn build() -> anyhow::Result<PathBuf> {
+    // target/<profile>/deps/<test> → target/<profile>
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test binary is not in target/<profile>/deps")?
+        .to_owned();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("testkit is not in the workspace")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.arg("build")
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    // The same selection as `make test`'s own `cargo build --workspace --bins`, so both resolve
+    // the same features and neither rebuilds what the other built.
+    let status = cmd
+        .args(["--workspace", "--bins"])
+        .status()
+        .context("cannot run cargo to build the stage binaries")?;
+    anyhow::ensure!(status.success(), "building the stage binaries failed");
+    Ok(profile_dir)
+}
+
+/// One stage binary run as a child process, with its log in a file.
+pub struct StageProcess {
+    name: String,
+    bin: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl StageProcess {
+    /// A stage that logs into `dir`; not started yet.
+    pub fn new(name: &str, dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Ok(Self {
+            name: name.to_owned(),
+            bin: stage_binary(name)?,
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            env: Vec::new(),
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        })
+    }
+
+    /// Sets an environment variable for every later start.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts the process (appending to its log).
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "{} is already running", self.name);
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = Command::new(&self.bin);
+        // The developer's own MAILDROP_* settings must not leak into a test.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("MAILDROP_") {
+                cmd.env_remove(key);
+            }
+        }
+        let child = cmd
+            // Operational endpoints on a free port, never a fixed default shared between tests.
+            .env("MAILDROP_OPS_ADDR", "127.0.0.1:0")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, no flush, work in hand lost as in a crash.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// SIGTERM, then waits up to `grace` for a clean exit; returns whether it exited successfully.
+    pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<bool> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(true);
+        };
+        let pid = child.id().context("the process has already exited")?;
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(status) => Ok(status?.success()),
+            Err(_) => {
+                let _ = child.kill().await;
+                anyhow::bail!("{} did not stop within {grace:?} of SIGTERM", self.name)
+            }
+        }
+    }
+
+    /// Whether the process is still running (false once it exited by itself).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The process's log so far (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
