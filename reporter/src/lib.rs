@@ -127,6 +127,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     });
     let reports = config.reports.report_webhook_url.clone().map(|url| {
         webhook::ReportSource::ALL.map(|source| {
+            // A webhook that keeps failing shows as this consumer's growing lag.
+            tokio::spawn(watch_lag(
+                js.clone(),
+                source.stream(),
+                source.durable(),
+                cancel.child_token(),
+            ));
             tokio::spawn(webhook::run(
                 js.clone(),
                 url.clone(),

@@ -34,14 +34,14 @@ pub enum ReportSource {
 impl ReportSource {
     pub const ALL: [ReportSource; 2] = [Self::Verdicts, Self::Rejected];
 
-    fn stream(self) -> &'static str {
+    pub fn stream(self) -> &'static str {
         match self {
             Self::Verdicts => subject::VERDICTS_STREAM,
             Self::Rejected => subject::REJECTED_STREAM,
         }
     }
 
-    fn durable(self) -> &'static str {
+    pub fn durable(self) -> &'static str {
         match self {
             Self::Verdicts => consumer::REPORTS_VERDICTS,
             Self::Rejected => consumer::REPORTS_REJECTED,
