@@ -478,3 +478,53 @@ async fn the_verdict_cache_keeps_a_client_s_listings_across_resolvers() {
     run(&gatherer_with(&server, cache), &fewer, &env, &raw).await;
     assert_eq!(server.queries_for(&listed), 2);
 }
+
+fn sample(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/samples")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test]
+async fn the_ham_and_spam_samples_through_the_dns_rules() {
+    let server = DnsServer::start().await.unwrap();
+    // The newsletter's sender publishes SPF for its bounce domain and a DMARC policy; its relaxed
+    // alignment (mail.news.example.org and news.example.org share example.org) passes.
+    server.add_txt("mail.news.example.org", "v=spf1 ip4:198.51.100.0/24 -all");
+    server.add_txt("_dmarc.news.example.org", "v=DMARC1; p=reject");
+    // The prize spam comes from a listed client, for a domain whose SPF allows nobody.
+    server.add_txt("lucky-draw.example", "v=spf1 -all");
+    server.add_a(
+        &dnsbl_name(LISTED.parse().unwrap(), "bl.test"),
+        [127, 0, 0, 2].into(),
+    );
+    let g = gatherer(&server);
+    let rules = rules();
+
+    let ham = sample("ham-newsletter.eml");
+    let env = envelope("198.51.100.20", "bounces+1234@mail.news.example.org");
+    let (facts, j) = run(&g, &rules, &env, &ham).await;
+    assert!(j.verdict.accepted, "{:?}", j.verdict.hits);
+    assert_eq!(facts.dns.spf.unwrap().result, SpfVerdict::Pass);
+    let dmarc = facts.dns.dmarc.unwrap();
+    assert_eq!(dmarc.domain, "news.example.org");
+    assert_eq!(dmarc.spf, maildrop_filter::gather::AuthVerdict::Pass);
+    // Its links were looked up (example.org, once) and are not listed.
+    let uribl = facts.dns.uribl.unwrap();
+    assert_eq!((uribl.checked, uribl.listed.len()), (1, 0));
+    for rule in ["dnsbl", "uribl", "spf", "dkim", "dmarc"] {
+        assert!(hit(&j, rule).is_none(), "{rule}");
+    }
+
+    let spam = sample("spam-bulk-no-date.eml");
+    let env = envelope(LISTED, "winner@lucky-draw.example");
+    let (_, j) = run(&g, &rules, &env, &spam).await;
+    assert!(!j.verdict.accepted);
+    assert_eq!(
+        hit(&j, "spf").unwrap().reason,
+        "SPF fail for lucky-draw.example from 203.0.113.7"
+    );
+    assert!(hit(&j, "dnsbl").is_some());
+    assert!(j.block_client.is_some());
+}
