@@ -217,6 +217,8 @@ impl Comparison {
 /// Why a replay or an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    #[error("cannot reach NATS")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Rules(#[from] ruleset::LoadError),
     #[error("cannot read stream {stream}: {source}")]
@@ -305,16 +307,20 @@ pub fn progress(len: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Connects to NATS for a replay or an export (nothing else: no stream set-up, no Redis).
+/// How long a replay or an export tries to reach NATS before giving up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to NATS for a replay or an export (nothing else: no stream set-up, no Redis), giving
+/// up after [`CONNECT_TIMEOUT`]: a command line should not wait for ever.
 pub async fn connect(config: &crate::Config) -> Result<jetstream::Context, ReplayError> {
     let cancel = tokio_util::sync::CancellationToken::new();
-    let client =
-        maildrop_runtime::connect::nats(&config.nats.url, "maildrop-filter-research", &cancel)
-            .await
-            .map_err(|e| ReplayError::Stream {
-                stream: "(connect)",
-                source: e.into(),
-            })?;
+    let _stop = cancel.clone().drop_guard();
+    let connect =
+        maildrop_runtime::connect::nats(&config.nats.url, "maildrop-filter-research", &cancel);
+    let client = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|e| ReplayError::Connect(e.into()))?
+        .map_err(|e| ReplayError::Connect(e.into()))?;
     Ok(jetstream::new(client))
 }
 
