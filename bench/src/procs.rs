@@ -9,8 +9,9 @@
 //! directory, whose last lines are shown if a stage fails to start.
 //!
 //! Like the in-process scenarios, the stages read the `MAILDROP_*` variables of the environment, so
-//! a setting can be tried under load. `MAILDROP_LOG` defaults to `warn` here, as the Haraka peer
-//! logs warnings only: a log line per message is not what is being compared.
+//! a setting can be tried under load. Two defaults differ here unless set: `MAILDROP_LOG` is
+//! `warn`, as the Haraka peer logs warnings only (a log line per message is not what is being
+//! compared), and `MAILDROP_RECEIVED_MAX_BYTES` is 2 GiB (see [`RECEIVED_MAX_BYTES`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,11 @@ const READY: Duration = Duration::from_secs(30);
 const STOP: Duration = Duration::from_secs(15);
 /// Log level of the stages unless `MAILDROP_LOG` is set.
 const DEFAULT_LOG: &str = "warn";
+/// Cap of the raw-message stream unless `MAILDROP_RECEIVED_MAX_BYTES` is set: 2 GiB, more than
+/// any scenario sends. nats-server refuses a stream whose cap exceeds what it may store (by
+/// default 75 % of the free disk), so the stages' default of 8 GiB would stop every stage on a
+/// machine with less than about 11 GiB free.
+pub const RECEIVED_MAX_BYTES: &str = "2147483648";
 
 /// Settings a scenario raises above the stages' defaults.
 #[derive(Debug, Clone, Default)]
@@ -205,8 +211,13 @@ impl Fleet {
             .stdout(file.try_clone()?)
             .stderr(file)
             .kill_on_drop(true);
-        if std::env::var_os("MAILDROP_LOG").is_none() {
-            cmd.env("MAILDROP_LOG", DEFAULT_LOG);
+        for (key, value) in [
+            ("MAILDROP_LOG", DEFAULT_LOG),
+            ("MAILDROP_RECEIVED_MAX_BYTES", RECEIVED_MAX_BYTES),
+        ] {
+            if std::env::var_os(key).is_none() {
+                cmd.env(key, value);
+            }
         }
         let child = cmd
             .spawn()
