@@ -10,7 +10,7 @@ help:
 	@echo "make bench  benchmarks: Maildrop against smtp-sink and Haraka, push, idle connections, soak"
 
 deps:
-	@scripts/deps.sh openssl python3 swaks
+	@scripts/deps.sh openssl python3 swaks rspamd
 
 build:
 	$(CARGO) build --release --bins
@@ -24,7 +24,7 @@ run:
 # and open the web page in Debian's Chromium, driven by Node and playwright-core (e2e/browser).
 # The fault tests (e2e/tests/faults.rs) run the stage binaries as processes: built first.
 test:
-	@scripts/deps.sh openssl python3 swaks chromium node:nodejs npm
+	@scripts/deps.sh openssl python3 swaks rspamd chromium node:nodejs npm
 	cd e2e/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

@@ -33,6 +33,8 @@ pub struct Config {
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
     #[command(flatten)]
+    pub rspamd: crate::rspamd::RspamdArgs,
+    #[command(flatten)]
     pub log: LogArgs,
     #[command(flatten)]
     pub ops: maildrop_runtime::ops::OpsArgs,

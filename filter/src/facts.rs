@@ -28,6 +28,8 @@ pub struct Facts {
     pub flood: Option<FloodFacts>,
     /// What DNS says about the client, the sender and the links ([`crate::gather`]).
     pub dns: crate::gather::DnsFacts,
+    /// rspamd's answer ([`crate::rspamd`]); `None` when not configured, off, or not answered.
+    pub rspamd: Option<crate::rspamd::RspamdFacts>,
 }
 
 /// The run-time blocklist entries a message matched, as written in the list.

@@ -23,6 +23,7 @@ use crate::facts::{Facts, RedisFacts};
 use crate::feedback;
 use crate::gather::DnsGatherer;
 use crate::reload::LiveRules;
+use crate::rspamd::RspamdGatherer;
 use crate::rules::{BlockClient, Inspection, RuleSet};
 
 pub struct FilterHandler {
@@ -32,6 +33,8 @@ pub struct FilterHandler {
     policy: PolicyStore,
     /// DNS facts, through the shared resolver and the verdict cache.
     dns: DnsGatherer,
+    /// rspamd's answer, when an rspamd is configured.
+    rspamd: RspamdGatherer,
 }
 
 impl FilterHandler {
@@ -47,7 +50,14 @@ impl FilterHandler {
             redis: RedisFacts::new(redis.clone()),
             policy: PolicyStore::new(redis),
             dns,
+            rspamd: RspamdGatherer::off(),
         }
+    }
+
+    /// Also asks rspamd about every message (its answer is gathered beside the DNS facts).
+    pub fn with_rspamd(mut self, rspamd: RspamdGatherer) -> Self {
+        self.rspamd = rspamd;
+        self
     }
 }
 
@@ -124,17 +134,19 @@ impl Handler for FilterHandler {
         let parsed = mail_parser::MessageParser::default().parse(&msg.payload[..]);
 
         let mut facts = Facts::default();
-        // Redis and DNS at once; DNS never fails (what it cannot answer by its deadline is
-        // left out), Redis being down is transient.
+        // Redis, DNS and rspamd at once; DNS and rspamd never fail (what they cannot answer by
+        // their deadline or timeout is left out), Redis being down is transient.
         let mut dns = Facts::default();
-        let (redis, ()) = tokio::join!(
+        let (redis, (), rspamd) = tokio::join!(
             self.redis
                 .gather(&rules, &envelope, parsed.as_ref(), &mut facts),
             self.dns
                 .gather(&rules, &envelope, &msg.payload, parsed.as_ref(), &mut dns),
+            self.rspamd.gather(&rules, &envelope, &msg.payload),
         );
         redis.map_err(Failure::transient)?;
         facts.dns = dns.dns;
+        facts.rspamd = rspamd;
 
         let Judgement {
             verdict,

@@ -12,6 +12,8 @@
 //! - [`gather`]: the DNS facts (blocklists of the client IP and of linked domains, SPF, DKIM,
 //!   DMARC), all of a message's lookups at once under one deadline, through [`dns`]: the one
 //!   caching resolver every DNS rule shares (mail-auth included).
+//! - [`rspamd`]: the optional rspamd backend (`MAILDROP_RSPAMD_URL`), asked beside the DNS facts;
+//!   no answer in time is no fact, never a failed message.
 //! - [`verdict_cache`]: client facts (per IP and HELO) reused for a repeat sender.
 //! - [`feedback`]: a rejected client over a flood limit or on a blocklist goes into the ingest's
 //!   blocked-IP set.
@@ -31,6 +33,7 @@ pub mod gather;
 pub mod handler;
 pub mod reload;
 pub mod replay;
+pub mod rspamd;
 pub mod rules;
 pub mod ruleset;
 pub mod verdict_cache;
@@ -113,7 +116,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         config.dns.dns_deadline,
         host,
     );
-    let handler = handler::FilterHandler::new(js.clone(), live, redis, gatherer);
+    let rspamd = rspamd::Rspamd::from_args(&config.rspamd);
+    if let Some(r) = &rspamd {
+        tracing::info!(rspamd = ?r, "rspamd is asked about every message.");
+    }
+    let handler = handler::FilterHandler::new(js.clone(), live, redis, gatherer)
+        .with_rspamd(rspamd::RspamdGatherer::new(rspamd));
     consume::run(js, spec, config.consumer, cancel, handler).await;
     Ok(())
 }

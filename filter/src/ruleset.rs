@@ -22,6 +22,7 @@ use crate::rules::dmarc::{Dmarc, DmarcSettings};
 use crate::rules::dnsbl::{Dnsbl, DnsblSettings};
 use crate::rules::flood::{Flood, FloodSettings};
 use crate::rules::header_sanity::{HeaderSanity, HeaderSanitySettings};
+use crate::rules::rspamd::{RspamdRule, RspamdSettings};
 use crate::rules::spf::{Spf, SpfSettings};
 use crate::rules::uribl::{Uribl, UriblSettings};
 use crate::rules::{BlockedSender, Rule, RuleSet};
@@ -44,6 +45,7 @@ pub struct RuleSetFile {
     pub spf: SpfSettings,
     pub dkim: DkimSettings,
     pub dmarc: DmarcSettings,
+    pub rspamd: RspamdSettings,
 }
 
 impl Default for RuleSetFile {
@@ -59,6 +61,7 @@ impl Default for RuleSetFile {
             spf: SpfSettings::default(),
             dkim: DkimSettings::default(),
             dmarc: DmarcSettings::default(),
+            rspamd: RspamdSettings::default(),
         }
     }
 }
@@ -175,6 +178,12 @@ impl RuleSetFile {
             ("dmarc.reject", m.reject),
             ("dmarc.quarantine", m.quarantine),
             ("dmarc.none", m.none),
+            ("rspamd.score_weight", self.rspamd.score_weight),
+            ("rspamd.reject", self.rspamd.reject),
+            ("rspamd.soft_reject", self.rspamd.soft_reject),
+            ("rspamd.rewrite_subject", self.rspamd.rewrite_subject),
+            ("rspamd.add_header", self.rspamd.add_header),
+            ("rspamd.greylist", self.rspamd.greylist),
         ] {
             finite(name, v)?;
         }
@@ -222,6 +231,9 @@ impl RuleSetFile {
         }
         if self.dmarc.enabled {
             rules.push(Box::new(Dmarc::new(self.dmarc.clone())));
+        }
+        if self.rspamd.enabled {
+            rules.push(Box::new(RspamdRule::new(self.rspamd.clone())));
         }
         Ok(RuleSet::new(rules, self.threshold, self.clone()))
     }
@@ -313,7 +325,8 @@ mod tests {
                 "uribl",
                 "spf",
                 "dkim",
-                "dmarc"
+                "dmarc",
+                "rspamd"
             ]
         );
         // Another installation's domains are another rule set.

@@ -7,6 +7,8 @@
 //! - [`process`]: the stage binaries as child processes, for tests that SIGKILL a stage.
 //! - [`dns`]: a DNS server of the test's own on loopback (a table of records, query counts, a
 //!   mode that never answers), for the filter's DNS rules.
+//! - [`rspamd`]: a real `rspamd` on a free port, configured in a temporary directory, its DNS on
+//!   the test's own server, for the filter's rspamd backend.
 //! - [`smtp`]: send mail with a real SMTP client (lettre).
 //! - [`ws`]: a WebSocket client that reads JSON events.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
@@ -14,6 +16,7 @@
 pub mod cluster;
 pub mod dns;
 pub mod process;
+pub mod rspamd;
 pub mod servers;
 pub mod smtp;
 pub mod ws;

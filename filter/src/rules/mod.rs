@@ -22,6 +22,7 @@ pub mod dmarc;
 pub mod dnsbl;
 pub mod flood;
 pub mod header_sanity;
+pub mod rspamd;
 pub mod spf;
 pub mod uribl;
 
