@@ -32,8 +32,11 @@ impl NatsServer {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         // Messages up to the SMTP size limit must fit in one NATS message (default max 1 MiB).
+        // JetStream's default file-store limit is a share of the free disk, which would make the
+        // stages' default stream sizes (RECEIVED: 8 GiB) fail on a nearly full disk; tests store
+        // little, so the limit is set above any stream's.
         let config = format!(
-            "listen: 127.0.0.1:{port}\nmax_payload: 33554432\njetstream {{\n  store_dir: {:?}\n}}\n",
+            "listen: 127.0.0.1:{port}\nmax_payload: 33554432\njetstream {{\n  store_dir: {:?}\n  max_file_store: 1TB\n}}\n",
             dir.path().join("js")
         );
         std::fs::write(dir.path().join("nats.conf"), config)?;
