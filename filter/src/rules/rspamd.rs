@@ -130,23 +130,25 @@ mod tests {
     use crate::rules::test_support::envelope;
 
     fn check(settings: RspamdSettings, action: &str, score: f64) -> Option<Hit> {
-        let mut facts = Facts::default();
-        facts.rspamd = Some(RspamdFacts {
-            score,
-            required_score: 15.0,
-            action: action.into(),
-            symbols: (0..7)
-                .map(|i| Symbol {
-                    name: format!("SYM_{i}"),
-                    score: f64::from(7 - i),
-                })
-                .chain(std::iter::once(Symbol {
-                    name: "ZERO".into(),
-                    score: 0.0,
-                }))
-                .collect(),
-            message: None,
-        });
+        let facts = Facts {
+            rspamd: Some(RspamdFacts {
+                score,
+                required_score: 15.0,
+                action: action.into(),
+                symbols: (0..7)
+                    .map(|i| Symbol {
+                        name: format!("SYM_{i}"),
+                        score: f64::from(7 - i),
+                    })
+                    .chain(std::iter::once(Symbol {
+                        name: "ZERO".into(),
+                        score: 0.0,
+                    }))
+                    .collect(),
+                message: None,
+            }),
+            ..Facts::default()
+        };
         let env = envelope("a@b.example");
         RspamdRule::new(settings).check(&Inspection {
             envelope: &env,
@@ -191,17 +193,19 @@ mod tests {
 
     #[test]
     fn a_pre_result_names_its_symbols_and_rspamds_message() {
-        let mut facts = Facts::default();
-        facts.rspamd = Some(RspamdFacts {
-            score: 15.0,
-            required_score: 15.0,
-            action: "reject".into(),
-            symbols: vec![Symbol {
-                name: "GTUBE".into(),
-                score: 0.0,
-            }],
-            message: Some("Gtube pattern".into()),
-        });
+        let facts = Facts {
+            rspamd: Some(RspamdFacts {
+                score: 15.0,
+                required_score: 15.0,
+                action: "reject".into(),
+                symbols: vec![Symbol {
+                    name: "GTUBE".into(),
+                    score: 0.0,
+                }],
+                message: Some("Gtube pattern".into()),
+            }),
+            ..Facts::default()
+        };
         let env = envelope("a@b.example");
         let hit = RspamdRule::new(RspamdSettings::default())
             .check(&Inspection {
