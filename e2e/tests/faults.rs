@@ -57,7 +57,15 @@ impl System {
                 "maildrop-ingest",
                 vec!["--smtp-addr", &smtp_s, "--domains", DOMAIN],
             ),
-            ("maildrop-filter", consumer.to_vec()),
+            (
+                "maildrop-filter",
+                // Never the machine's resolver: tests ask no real DNS.
+                [
+                    &consumer[..],
+                    &["--domains", DOMAIN, "--dns-servers", "off"],
+                ]
+                .concat(),
+            ),
             ("maildrop-store-writer", consumer.to_vec()),
             (
                 "maildrop-gateway",
@@ -73,9 +81,7 @@ impl System {
             ("maildrop-reporter", consumer.to_vec()),
         ] {
             let mut args: Vec<&str> = common.to_vec();
-            if name != "maildrop-filter" {
-                args.extend(redis);
-            }
+            args.extend(redis);
             args.extend(own);
             let mut stage = StageProcess::new(name, dir.path(), &args)?.env("MAILDROP_LOG", "info");
             stage.start()?;

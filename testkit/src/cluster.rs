@@ -30,6 +30,7 @@ impl NatsCluster {
         let dir = tempfile::tempdir()?;
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let mut nodes = Vec::new();
+        // As for the single server: the file-store limit above any stream's, whatever the disk.
         for (i, (client, route)) in ports.iter().enumerate() {
             let name = format!("n{}", i + 1);
             let routes: Vec<String> = ports
@@ -40,7 +41,7 @@ impl NatsCluster {
                 .collect();
             let config = format!(
                 "server_name: {name}\nlisten: 127.0.0.1:{client}\nmax_payload: 33554432\n\
-                 jetstream {{\n  store_dir: {:?}\n}}\n\
+                 jetstream {{\n  store_dir: {:?}\n  max_file_store: 1TB\n}}\n\
                  cluster {{\n  name: maildrop-test\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
                 dir.path().join(&name),
                 routes.join(", ")
@@ -119,7 +120,8 @@ impl NatsCluster {
     async fn wait_ready(&self, i: usize) -> anyhow::Result<()> {
         let url = self.node_url(i);
         wait_until(
-            Duration::from_secs(30),
+            // Generous: on a busy machine, electing a meta leader can take a while.
+            Duration::from_secs(90),
             "a cluster node's JetStream to answer",
             || {
                 let url = url.clone();

@@ -49,6 +49,11 @@ fn slot(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<Watch
         .acquire(client_ip(peer.ip(), headers, &state.trusted_proxies))
 }
 
+/// Read buffer per WebSocket: enough for control frames and small client messages.
+const WS_READ_BUFFER: usize = 4 * 1024;
+/// The largest message or frame a watcher may send; watchers have nothing big to say.
+const WS_MAX_INCOMING: usize = 64 * 1024;
+
 pub async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -61,6 +66,14 @@ pub async fn websocket(
     let slot = slot(&state, peer, &headers)?;
     let watch = state.hub.watch(&mailbox, resume.after).await?;
     let cancel = state.cancel.clone();
+    // A watcher only ever sends pings and the odd small frame, and every event we push is one
+    // small JSON message: tungstenite's 128 KiB default read buffer per socket would make 10,000
+    // watchers cost over a gigabyte (measured by `maildrop-bench scenario push`).
+    let upgrade = upgrade
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(WS_MAX_INCOMING)
+        .max_frame_size(WS_MAX_INCOMING);
     Ok(upgrade.on_upgrade(move |socket: WebSocket| async move {
         let _slot = slot;
         let (sink, stream) = socket.split();
