@@ -7,6 +7,7 @@
 //! | `MAILBOX` | `maildrop.mailbox.<box>.stored` / `.deleted` / `.cleared` / `.expired` | [`crate::MailboxEvent`] JSON |
 //! | `DEADLETTER` | `maildrop.deadletter.<stage>` | a message a stage gave up on, reason in headers |
 //! | `REJECTED` | `maildrop.rejected.ingest` | [`crate::rejection::IngestRejection`] JSON: SMTP attempts the ingest refused |
+//! | `SHADOW` | `maildrop.shadow.verdict.accepted`, `maildrop.shadow.verdict.rejected` | [`crate::Verdict`] JSON of a shadow filter (a candidate rule set on live traffic): research only, nothing acts on it |
 //!
 //! The `MAILBOX` stream republishes every event it stores on `maildrop.live.mailbox.<box>.<kind>`
 //! with its stream sequence in the `Nats-Sequence` header. Live watchers (the gateway) subscribe
@@ -40,6 +41,11 @@ pub const REJECTED_ALL: &str = "maildrop.rejected.>";
 /// SMTP attempts the ingest refused (blocked, greylisted, relay, too large, …).
 pub const REJECTED_INGEST: &str = "maildrop.rejected.ingest";
 
+pub const SHADOW_STREAM: &str = "SHADOW";
+pub const SHADOW_ALL: &str = "maildrop.shadow.>";
+pub const SHADOW_VERDICT_ACCEPTED: &str = "maildrop.shadow.verdict.accepted";
+pub const SHADOW_VERDICT_REJECTED: &str = "maildrop.shadow.verdict.rejected";
+
 pub const DEADLETTER_STREAM: &str = "DEADLETTER";
 pub const DEADLETTER_ALL: &str = "maildrop.deadletter.>";
 
@@ -49,6 +55,15 @@ pub fn verdict(accepted: bool) -> &'static str {
         VERDICT_ACCEPTED
     } else {
         VERDICT_REJECTED
+    }
+}
+
+/// The subject a shadow filter publishes a verdict on (never one of [`VERDICTS_STREAM`]'s).
+pub fn shadow_verdict(accepted: bool) -> &'static str {
+    if accepted {
+        SHADOW_VERDICT_ACCEPTED
+    } else {
+        SHADOW_VERDICT_REJECTED
     }
 }
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use maildrop_runtime::args::{
     ConsumerArgs, DomainArgs, LogArgs, NatsArgs, RedisArgs, StreamArgs, parse_duration,
@@ -30,6 +31,12 @@ pub struct Config {
     pub domains: DomainArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
+    /// Shadow mode: judge every received message again with this instance's rule set (a candidate,
+    /// given with --rules) under its own consumer, and publish the verdicts only to the research
+    /// stream SHADOW (maildrop.shadow.verdict.*). Nothing acts on them: no mailbox, no blocked IP,
+    /// no flood count (the flood rule has no counts to go by in shadow mode).
+    #[arg(long, env = "MAILDROP_FILTER_SHADOW", value_parser = BoolishValueParser::new())]
+    pub shadow: bool,
     #[command(flatten)]
     pub dns: crate::dns::DnsArgs,
     #[command(flatten)]
@@ -89,10 +96,13 @@ mod tests {
     fn defaults_are_the_built_in_rules_reloaded_every_5s_and_a_day_of_cache() {
         let c = Config::try_parse_from(["maildrop-filter"]).unwrap();
         assert!(c.command.is_none());
+        assert!(!c.shadow);
         assert_eq!(c.rules.rules, None);
         assert_eq!(c.rules.reload_every(), Some(Duration::from_secs(5)));
         assert_eq!(c.rules.verdict_cache_ttl, Duration::from_secs(86_400));
         let c = Config::try_parse_from(["maildrop-filter", "--rules-reload-every", "0s"]).unwrap();
         assert_eq!(c.rules.reload_every(), None);
+        let c = Config::try_parse_from(["maildrop-filter", "--shadow"]).unwrap();
+        assert!(c.shadow);
     }
 }

@@ -73,6 +73,8 @@ impl From<maildrop_store::flood::Count> for FloodCount {
 pub struct RedisFacts {
     lists: BlocklistStore,
     flood: FloodStore,
+    /// `false` for a shadow filter: flood counts are written as they are read, so it reads none.
+    count_floods: bool,
 }
 
 impl RedisFacts {
@@ -80,7 +82,14 @@ impl RedisFacts {
         Self {
             lists: BlocklistStore::new(conn.clone()),
             flood: FloodStore::new(conn),
+            count_floods: true,
         }
+    }
+
+    /// With `false`, no flood count is taken (nor written): [`Facts::flood`] stays `None`.
+    pub fn counting_floods(mut self, count: bool) -> Self {
+        self.count_floods = count;
+        self
     }
 
     /// Looks up and counts what the enabled rules of `rules` need. Counting is idempotent on the
@@ -112,7 +121,7 @@ impl RedisFacts {
             });
         }
         let flood = &settings.flood;
-        if flood.enabled && flood.counts(envelope.client_ip) {
+        if self.count_floods && flood.enabled && flood.counts(envelope.client_ip) {
             facts.flood = Some(self.count(flood, envelope, subject).await?);
         }
         Ok(())

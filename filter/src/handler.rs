@@ -10,6 +10,12 @@
 //! from gathering to verdict, so a reload in the middle cannot mix two sets. Redis being down while
 //! facts are gathered or feedback is written is transient (nak and retry): flood counts are
 //! idempotent on the message id, and a block only ever lengthens, so a retry repeats nothing.
+//!
+//! A shadow handler ([`FilterHandler::shadow`]) publishes to `maildrop.shadow.verdict.*` instead,
+//! writes no block, and counts no flood: the flood counts and bans are Redis state production
+//! reads, and a candidate's different limits would start bans production would then enforce. Its
+//! flood rule therefore has no counts and never hits; the run-time blocklists (read only) and DNS
+//! facts (the shared verdict cache holds facts, not verdicts) are gathered as in production.
 
 use std::sync::Arc;
 
@@ -35,6 +41,8 @@ pub struct FilterHandler {
     dns: DnsGatherer,
     /// rspamd's answer, when an rspamd is configured.
     rspamd: RspamdGatherer,
+    /// Shadow mode: publish to the research subjects only, with no side effects.
+    shadow: bool,
 }
 
 impl FilterHandler {
@@ -51,7 +59,16 @@ impl FilterHandler {
             policy: PolicyStore::new(redis),
             dns,
             rspamd: RspamdGatherer::off(),
+            shadow: false,
         }
+    }
+
+    /// Shadow mode (`--shadow`): verdicts to `maildrop.shadow.verdict.*` only, no block written,
+    /// no flood counted.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self.redis = self.redis.counting_floods(!shadow);
+        self
     }
 
     /// Also asks rspamd about every message (its answer is gathered beside the DNS facts).
@@ -159,15 +176,20 @@ impl Handler for FilterHandler {
             seq,
             &facts,
         );
-        if let Some(block) = &block_client {
+        if let Some(block) = block_client.as_ref().filter(|_| !self.shadow) {
             feedback::block_client(&self.policy, envelope.client_ip, block)
                 .await
                 .map_err(Failure::transient)?;
         }
         let payload = serde_json::to_vec(&verdict).map_err(Failure::failed)?;
+        let subject = if self.shadow {
+            subject::shadow_verdict(verdict.accepted)
+        } else {
+            subject::verdict(verdict.accepted)
+        };
         self.js
             .send_publish(
-                subject::verdict(verdict.accepted),
+                subject,
                 PublishMessage::build()
                     .payload(payload.into())
                     .message_id(envelope.id.to_string())
@@ -188,6 +210,7 @@ impl Handler for FilterHandler {
                 .increment(1);
         }
         tracing::info!(
+            shadow = self.shadow,
             msg_id = %envelope.id,
             accepted = verdict.accepted,
             score = verdict.score,

@@ -18,6 +18,9 @@
 //! - [`feedback`]: a rejected client over a flood limit or on a blocklist goes into the ingest's
 //!   blocked-IP set.
 //! - [`handler`]: the consumer's side: decode, gather, judge, feed back, publish, and only then ack.
+//!   With `--shadow` the same handler runs a candidate rule set on live traffic under its own
+//!   consumer and publishes to the research stream `SHADOW` only, with no side effect production
+//!   could see (no blocked IP, no flood count).
 //! - [`admin`]: `maildrop-filter block …`, the run-time blocklists' command line.
 //! - [`replay`] and [`export`]: `maildrop-filter replay|export`, research on the retained history
 //!   through ephemeral consumers, never disturbing production.
@@ -101,9 +104,18 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     let spec = ConsumerSpec {
         stage: STAGE,
         stream: subject::RECEIVED_STREAM,
-        durable: consumer::FILTER,
+        durable: if config.shadow {
+            consumer::FILTER_SHADOW
+        } else {
+            consumer::FILTER
+        },
         filter_subject: None,
     };
+    if config.shadow {
+        tracing::info!(
+            "Shadow mode: verdicts go to the SHADOW stream only; no blocks, no flood counts."
+        );
+    }
     let cache = VerdictCache::new(redis.clone(), config.rules.verdict_cache_ttl);
     let host = config
         .domains
@@ -121,7 +133,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         tracing::info!(rspamd = ?r, "rspamd is asked about every message.");
     }
     let handler = handler::FilterHandler::new(js.clone(), live, redis, gatherer)
-        .with_rspamd(rspamd::RspamdGatherer::new(rspamd));
+        .with_rspamd(rspamd::RspamdGatherer::new(rspamd))
+        .shadow(config.shadow);
     consume::run(js, spec, config.consumer, cancel, handler).await;
     Ok(())
 }

@@ -62,6 +62,13 @@ pub fn configs(args: &StreamArgs) -> Vec<stream::Config> {
             ),
             ..base(subject::REJECTED_STREAM, &[subject::REJECTED_ALL])
         },
+        stream::Config {
+            description: Some(
+                "A shadow filter's verdicts (a candidate rule set on live traffic), research only."
+                    .into(),
+            ),
+            ..base(subject::SHADOW_STREAM, &[subject::SHADOW_ALL])
+        },
     ]
 }
 
@@ -100,6 +107,7 @@ fn static_name(name: &str) -> &'static str {
         subject::MAILBOX_STREAM,
         subject::DEADLETTER_STREAM,
         subject::REJECTED_STREAM,
+        subject::SHADOW_STREAM,
     ]
     .into_iter()
     .find(|n| *n == name)

@@ -17,6 +17,8 @@
 //! | `md:stats:min:<t>`, `md:stats:hour:<t>` | hash | the counters of one minute / hour (`<t>`: its start, Unix s); kept a day / a month (see [`crate::series`]) |
 //! | `md:stats:top:ip:<day>`, `md:stats:top:domain:<day>` | sorted set | client IPs / sender domains of rejected mail and refused attempts → count, per UTC day; kept a month |
 //! | `md:stats:active:hour:<t>`, `md:stats:active:day:<t>` | HyperLogLog | mailboxes that received mail in that hour / day; kept a month |
+//! | `md:stats:{shadow}:pair:<id>` | string | shadow mode: the first verdict of a message (`p`/`s` + `1`/`0`), then `paired`; TTL `MAILDROP_SHADOW_PAIR_TTL` (see [`crate::shadow`]) |
+//! | `md:stats:{shadow}:counts` | hash | shadow mode: `agree_accepted`, `agree_rejected`, `accepted_now_rejected`, `rejected_now_accepted`, and the shadow's `ruleset` |
 //! | `md:alias:<alias>` | string | the mailbox an alias delivers to; expires unless revealed again |
 //! | `md:rl:<ip>` | hash | the API rate-limit bucket of one client IP (`tokens`, `ts`); expires when full again |
 //! | `md:block:<list>` | sorted set | a run-time blocklist of the filter (`sender`, `domain`, `ip`, `subject`): entry → expiry ms (`+inf`: none); see [`crate::blocklist`] |
@@ -91,6 +93,14 @@ pub const STATS: &str = "md:stats";
 pub const STATS_APPLIED: &str = "md:stats:applied";
 /// Every statistics key (what a recount deletes).
 pub const STATS_ALL: &str = "md:stats*";
+
+/// Shadow-mode counts; one hash tag with the pending pairs, so the pairing script is on one slot.
+pub const SHADOW_COUNTS: &str = "md:stats:{shadow}:counts";
+
+/// `md:stats:{shadow}:pair:<id>`: one message's first verdict until the other side's arrives.
+pub fn shadow_pair(id: &str) -> String {
+    format!("{STATS}:{{shadow}}:pair:{id}")
+}
 
 /// `md:stats:<min|hour>:<start>`: the counters of one time bucket (start in Unix seconds).
 pub fn stats_bucket(resolution: &str, start: u64) -> String {

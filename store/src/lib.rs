@@ -14,6 +14,7 @@
 //! - [`usage`]: the global index of mailboxes by last activity and the bytes they hold, kept by
 //!   [`MailStore`] after every write; the store-writer's byte cap and sweeper read it.
 //! - [`stats`]: the counters the reporter keeps and `/api/stats` shows.
+//! - [`shadow`]: shadow mode's comparison of production and candidate verdicts, paired by id.
 //! - [`series`]: per-minute and per-hour buckets of those counters, the day's top rejected
 //!   sources and the active mailboxes, written with the counters.
 //! - [`policy`]: [`PolicyStore`], the blocked client IPs (written by the filter and operators) and the
@@ -35,6 +36,7 @@ pub mod message;
 pub mod policy;
 pub mod ratelimit;
 pub mod series;
+pub mod shadow;
 pub mod stats;
 pub mod usage;
 pub mod verdict_cache;
