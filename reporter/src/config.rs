@@ -24,6 +24,10 @@ pub struct Config {
     /// Messages counted per Redis write.
     #[arg(long, env = "MAILDROP_REPORTER_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
+    /// How long a message's first verdict (production or shadow) waits for the other filter's to
+    /// be paired with; one small Redis key per verdict lives this long. See the shadow filter.
+    #[arg(long, env = "MAILDROP_SHADOW_PAIR_TTL", default_value = "1d", value_parser = parse_duration)]
+    pub shadow_pair_ttl: Duration,
     #[command(flatten)]
     pub log: LogArgs,
     #[command(flatten)]

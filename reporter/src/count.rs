@@ -4,6 +4,7 @@
 use async_nats::HeaderMap;
 use maildrop_contract::envelope::header;
 use maildrop_contract::{IngestRejection, MailboxEvent, Verdict, consumer, subject};
+use maildrop_store::shadow::{Pairing, Side};
 use maildrop_store::stats::Counter;
 
 /// A stream the reporter counts.
@@ -14,14 +15,17 @@ pub enum Source {
     Mailbox,
     /// SMTP attempts the ingest refused.
     Rejected,
+    /// A shadow filter's verdicts: paired with production's, counted nowhere else.
+    Shadow,
 }
 
 impl Source {
-    pub const ALL: [Source; 4] = [
+    pub const ALL: [Source; 5] = [
         Source::Received,
         Source::Verdicts,
         Source::Mailbox,
         Source::Rejected,
+        Source::Shadow,
     ];
 
     pub fn stream(self) -> &'static str {
@@ -30,6 +34,7 @@ impl Source {
             Self::Verdicts => subject::VERDICTS_STREAM,
             Self::Mailbox => subject::MAILBOX_STREAM,
             Self::Rejected => subject::REJECTED_STREAM,
+            Self::Shadow => subject::SHADOW_STREAM,
         }
     }
 
@@ -39,6 +44,7 @@ impl Source {
             Self::Verdicts => consumer::REPORTER_VERDICTS,
             Self::Mailbox => consumer::REPORTER_MAILBOX,
             Self::Rejected => consumer::REPORTER_REJECTED,
+            Self::Shadow => consumer::REPORTER_SHADOW,
         }
     }
 }
@@ -51,6 +57,17 @@ pub struct Effects {
     pub rejected_source: Option<(String, Option<String>)>,
     /// The mailbox a message was stored in, for the active-mailbox count.
     pub stored_in: Option<String>,
+    /// A verdict to pair with the other filter's (shadow mode, [`maildrop_store::shadow`]).
+    pub pair: Option<Pairing>,
+}
+
+fn pairing(v: &Verdict, side: Side) -> Option<Pairing> {
+    Some(Pairing {
+        id: v.id.to_string(),
+        side,
+        accepted: v.accepted,
+        ruleset: v.ruleset.clone(),
+    })
 }
 
 /// The domain of an address (`MAIL FROM`), if it has one.
@@ -78,14 +95,23 @@ pub fn effects(source: Source, headers: Option<&HeaderMap>, payload: &[u8]) -> E
         Source::Verdicts => match serde_json::from_slice::<Verdict>(payload) {
             Ok(v) if v.accepted => Effects {
                 counters: vec![(Counter::Accepted, 1)],
+                pair: pairing(&v, Side::Production),
                 ..Effects::default()
             },
             Ok(v) => Effects {
+                pair: pairing(&v, Side::Production),
                 counters: std::iter::once((Counter::Rejected, 1))
                     .chain(v.hits.into_iter().map(|h| (Counter::RejectedBy(h.rule), 1)))
                     .collect(),
                 rejected_source: Some((v.client_ip, domain_of(&v.mail_from))),
                 stored_in: None,
+            },
+            Err(_) => Effects::default(),
+        },
+        Source::Shadow => match serde_json::from_slice::<Verdict>(payload) {
+            Ok(v) => Effects {
+                pair: pairing(&v, Side::Shadow),
+                ..Effects::default()
             },
             Err(_) => Effects::default(),
         },
@@ -115,7 +141,7 @@ pub fn effects(source: Source, headers: Option<&HeaderMap>, payload: &[u8]) -> E
                     (Counter::RejectedIngestBy(r.reason.as_str().to_owned()), 1),
                 ],
                 rejected_source: Some((r.client_ip, r.mail_from.as_deref().and_then(domain_of))),
-                stored_in: None,
+                ..Effects::default()
             },
             Err(_) => Effects::default(),
         },
@@ -155,6 +181,24 @@ mod tests {
             e.rejected_source,
             Some(("192.0.2.7".into(), Some("example.com".into())))
         );
+    }
+
+    #[test]
+    fn verdicts_pair_as_production_and_shadow_verdicts_count_nothing_else() {
+        let v = include_str!("../../contract/fixtures/verdict.v1.json");
+        let production = effects(Source::Verdicts, None, v.as_bytes()).pair.unwrap();
+        assert_eq!(production.side, Side::Production);
+        assert!(!production.accepted);
+        let shadow = effects(Source::Shadow, None, v.as_bytes());
+        assert_eq!(
+            shadow.pair,
+            Some(Pairing {
+                side: Side::Shadow,
+                ..production
+            })
+        );
+        assert!(shadow.counters.is_empty() && shadow.rejected_source.is_none());
+        assert_eq!(effects(Source::Shadow, None, b"{"), Effects::default());
     }
 
     #[test]

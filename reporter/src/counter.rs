@@ -78,13 +78,15 @@ async fn open(
         .await?)
 }
 
-/// Counts `source` until `cancel` is cancelled.
+/// Counts `source` until `cancel` is cancelled. Verdicts (production and shadow) are also paired
+/// by message id, kept `pair_ttl` waiting for the other side ([`maildrop_store::shadow`]).
 pub async fn run(
     js: jetstream::Context,
     stats: StatsStore,
     source: Source,
     batch_size: u32,
     ack_wait: Duration,
+    pair_ttl: Duration,
     cancel: CancellationToken,
 ) {
     let stream = source.stream();
@@ -137,6 +139,11 @@ pub async fn run(
         let mut attempt = 0i64;
         let written = loop {
             let result = async {
+                // Pairing first: it is idempotent, so a retry after a failed write repeats it
+                // harmlessly, whereas a retry after the mark was written would count again.
+                for pair in items.iter().filter_map(|i| i.effects.pair.as_ref()) {
+                    stats.pair(pair, pair_ttl).await?;
+                }
                 let applied = stats.applied(stream).await?;
                 let (increments, mark) = tally(applied, &items);
                 stats.apply(stream, mark, &increments).await

@@ -5,6 +5,10 @@
 //!   and per-hour series, the day's top rejected sources and the active mailboxes
 //!   (`maildrop_store::series`), all keyed by the events' stream timestamps so that
 //!   [`recount`] (delete, then count the streams again) gives the same numbers.
+//! - Shadow mode: every production verdict (`VERDICTS`) and every shadow verdict (`SHADOW`) is
+//!   also paired by message id (`maildrop_store::shadow`), into four counters of agreement and
+//!   difference. Production verdicts are paired always, shadow filter or not: one small key per
+//!   verdict that expires after `MAILDROP_SHADOW_PAIR_TTL`, and no race at a shadow's start.
 //! - [`reports`] (pure) and [`webhook`]: spam-source reports, posted in batches to
 //!   `MAILDROP_REPORT_WEBHOOK_URL` and acked only once the webhook accepted them.
 //!
@@ -122,6 +126,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
             source,
             config.batch_size,
             config.consumer.ack_wait,
+            config.shadow_pair_ttl,
             cancel.clone(),
         )
     });

@@ -47,6 +47,8 @@ pub struct Pipeline {
     /// stage-specific flags with [`Pipeline::with_flags`]).
     flags: HashMap<Stage, Vec<String>>,
     running: HashMap<Stage, (CancellationToken, JoinHandle<()>)>,
+    /// Filters started beside the pipeline's own ([`Pipeline::start_extra_filter`]).
+    extra_filters: Vec<(CancellationToken, JoinHandle<()>)>,
     pub http_client: reqwest::Client,
 }
 
@@ -92,6 +94,7 @@ impl Pipeline {
             ops,
             flags,
             running: HashMap::new(),
+            extra_filters: Vec::new(),
             http_client: reqwest::Client::new(),
         };
         for stage in stages {
@@ -245,6 +248,26 @@ impl Pipeline {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    /// Starts another filter instance beside the pipeline's (e.g. `--shadow` with a candidate rule
+    /// file): the filter's arguments plus `flags`, with no ops endpoints. It runs until the test ends.
+    pub async fn start_extra_filter(&mut self, flags: &[&str]) -> anyhow::Result<()> {
+        let mut args = self.args(Stage::Filter);
+        if let Some(i) = args.iter().position(|a| a == "--ops-addr") {
+            args[i + 1] = "off".to_owned();
+        }
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
+        let config = maildrop_filter::Config::try_parse_from(args)?;
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let handle = tokio::spawn(async move {
+            maildrop_filter::run(config, c)
+                .await
+                .expect("extra filter runs")
+        });
+        self.extra_filters.push((cancel, handle));
         Ok(())
     }
 

@@ -3,7 +3,8 @@
 //! `/api/stats` adds to the all-time counters the last `?minutes=` (default 60, at most a day) and
 //! `?hours=` (default 48, at most 31 days) of the per-minute and per-hour series, today's top
 //! `?top=` (default 10) client IPs and sender domains of rejected mail, and the number of
-//! mailboxes that received mail this hour and today. The live feed (`/api/stats/events`) carries
+//! mailboxes that received mail this hour and today, and under `shadow` how a shadow filter's
+//! candidate rule set compared with production's verdicts. The live feed (`/api/stats/events`) carries
 //! the counters only: it is pushed every second and should stay small.
 
 use std::convert::Infallible;
@@ -15,6 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use maildrop_store::Stats;
 use maildrop_store::series::{Active, Point, Ranked, Resolution, TopKind};
+use maildrop_store::shadow::ShadowStats;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -61,6 +63,8 @@ pub struct StatsDocument {
     pub series: Series,
     pub top: Top,
     pub active_mailboxes: Active,
+    /// Shadow mode: production and shadow verdicts of the same messages, compared.
+    pub shadow: ShadowStats,
 }
 
 /// Per-minute and per-hour buckets, oldest first, the last one the current (partial) bucket.
@@ -105,19 +109,21 @@ pub async fn stats(
     )?;
     let now = maildrop_contract::now_ms();
     let stats = &state.stats;
-    let (counters, minute, hour, ips, domains, active) = tokio::try_join!(
+    let (counters, minute, hour, ips, domains, active, shadow) = tokio::try_join!(
         stats.read(),
         stats.series(Resolution::Minute, minutes, now),
         stats.series(Resolution::Hour, hours, now),
         stats.top(TopKind::Ip, now, top),
         stats.top(TopKind::Domain, now, top),
         stats.active(now),
+        stats.shadow(),
     )?;
     Ok(Json(StatsDocument {
         counters,
         series: Series { minute, hour },
         top: Top { ips, domains },
         active_mailboxes: active,
+        shadow,
     }))
 }
 
