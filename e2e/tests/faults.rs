@@ -180,17 +180,24 @@ impl System {
         Ok(())
     }
 
+    /// The warnings and errors each stage logged, newest last (what a failure needs to explain).
     fn logs(&self) -> String {
         self.stages
             .iter()
             .map(|s| {
                 let log = s.log();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                format!("--- {} (last lines)\n{}", s.name(), {
-                    let mut t = tail;
-                    t.reverse();
-                    t.join("\n")
-                })
+                let mut lines: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .take(25)
+                    .collect();
+                lines.reverse();
+                format!(
+                    "--- {} (warnings and errors)\n{}",
+                    s.name(),
+                    lines.join("\n")
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")

@@ -10,7 +10,8 @@
 //! active are emptied ([`Evictor`]). That is housekeeping, not this message's effect: if it fails
 //! it is logged and the message is still acked, and the next store tries again.
 
-use async_nats::jetstream::{self, message::StreamMessage, stream::DirectGetErrorKind};
+use async_nats::jetstream::stream::{DirectGetErrorKind, RawMessageErrorKind};
+use async_nats::jetstream::{self, message::StreamMessage};
 use maildrop_contract::{Envelope, MailboxEvent, Verdict, event};
 use maildrop_runtime::consume::{Failure, Handler};
 use maildrop_store::{MailStore, StoreOutcome};
@@ -51,6 +52,12 @@ pub enum FetchError {
         #[source]
         source: jetstream::stream::DirectGetError,
     },
+    #[error("cannot read raw message {seq} from RECEIVED's leader: {source}")]
+    Leader {
+        seq: u64,
+        #[source]
+        source: jetstream::stream::RawMessageError,
+    },
 }
 
 /// Decodes a verdict of a version this build reads.
@@ -68,10 +75,21 @@ pub async fn fetch_raw(
     verdict: &Verdict,
 ) -> Result<(Envelope, StreamMessage), FetchError> {
     let seq = verdict.received_seq;
-    let raw = received.direct_get(seq).await.map_err(|e| match e.kind() {
-        DirectGetErrorKind::NotFound => FetchError::Poison(Poison::RawGone(seq)),
-        _ => FetchError::Bus { seq, source: e },
-    })?;
+    let raw = match received.direct_get(seq).await {
+        Ok(raw) => raw,
+        // With replicas, any replica answers a direct get, and one that is behind (a node just
+        // restarted, or a follower a moment late) has not got the message yet: only the stream
+        // leader's answer can say it is gone. Found in the three-node fault test, where a
+        // follower's "not found" had dead-lettered messages that had been acknowledged.
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => received
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| match e.kind() {
+            RawMessageErrorKind::NoMessageFound => FetchError::Poison(Poison::RawGone(seq)),
+            _ => FetchError::Leader { seq, source: e },
+        })?,
+        Err(e) => return Err(FetchError::Bus { seq, source: e }),
+    };
     let envelope = Envelope::from_headers(&raw.headers).map_err(|_| Poison::NoEnvelope)?;
     Ok((envelope, raw))
 }
@@ -104,7 +122,9 @@ impl Handler for StoreHandler {
             .await
             .map_err(|e| match e {
                 FetchError::Poison(p) => Failure::poison(p),
-                bus @ FetchError::Bus { .. } => Failure::transient(bus),
+                bus @ (FetchError::Bus { .. } | FetchError::Leader { .. }) => {
+                    Failure::transient(bus)
+                }
             })?;
         let prepared = prepare(first, &envelope, &verdict, &raw.payload, &self.policy);
         let mut total_bytes = 0;

@@ -56,12 +56,8 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("cannot fetch raw message {seq} from RECEIVED")]
-    Fetch {
-        seq: u64,
-        #[source]
-        source: async_nats::jetstream::stream::DirectGetError,
-    },
+    #[error("cannot fetch a raw message from RECEIVED")]
+    Fetch(#[source] handler::FetchError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

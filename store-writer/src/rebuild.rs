@@ -338,7 +338,9 @@ pub async fn rebuild(
                 work.report.invalid += 1;
                 continue;
             }
-            Err(FetchError::Bus { seq, source }) => return Err(Error::Fetch { seq, source }),
+            Err(e @ (FetchError::Bus { .. } | FetchError::Leader { .. })) => {
+                return Err(Error::Fetch(e));
+            }
         };
         let prepared = prepare(first, &envelope, &verdict, &raw.payload, policy);
         for mailbox in &verdict.mailboxes {

@@ -41,7 +41,10 @@ const SYNC: &str = r#"
 -- ARGV: mailbox bytes newest_ms ver prune_before_ms
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[5])
 local last = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if last and tonumber(last) >= tonumber(ARGV[4]) then
+-- An equal version is applied again: replaying the same write changes nothing, and two writes
+-- share a version only when the mailbox's usage key was recreated within the same millisecond
+-- (a recount), whose answer is the newer one.
+if last and tonumber(last) > tonumber(ARGV[4]) then
   return {0, tonumber(redis.call('GET', KEYS[4]) or '0'), 0}
 end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
