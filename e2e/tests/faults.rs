@@ -374,7 +374,13 @@ async fn redis_down_under_load_defers_storage_and_flush_is_repaired_by_rebuild()
     assert_eq!(status, 200);
     assert_eq!(body["messages"].as_array().map(Vec::len), Some(0));
     let bin = maildrop_testkit::process::stage_binary("maildrop-store-writer")?;
-    let output = tokio::process::Command::new(bin)
+    let mut rebuild = tokio::process::Command::new(bin);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MAILDROP_") {
+            rebuild.env_remove(key);
+        }
+    }
+    let output = rebuild
         .args([
             "--nats-url",
             &system.nats_url,

@@ -92,9 +92,13 @@ impl LiveRules {
             }
             *last = Some(hash);
         }
-        let text = String::from_utf8_lossy(&bytes);
+        // As strict as the first load (`read_to_string`): a file refused at start is refused here.
+        let text = std::str::from_utf8(&bytes).map_err(|e| LoadError::Read {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
         let rules =
-            ruleset::from_text(&text, &self.context).map_err(|source| LoadError::Invalid {
+            ruleset::from_text(text, &self.context).map_err(|source| LoadError::Invalid {
                 path: path.clone(),
                 source,
             })?;
@@ -131,10 +135,11 @@ impl LiveRules {
 }
 
 /// Reloads `live` every `every` (never on a timer when `None`) and on `SIGHUP`, until `cancel`.
+///
+/// Without a rule file there is nothing to re-read, but SIGHUP is still caught: its default action
+/// would end the process, and the README tells operators to send it.
 pub async fn watch(live: Arc<LiveRules>, every: Option<Duration>, cancel: CancellationToken) {
-    if live.path.is_none() {
-        return;
-    }
+    let every = if live.path.is_some() { every } else { None };
     #[cfg(unix)]
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -172,6 +177,10 @@ pub async fn watch(live: Arc<LiveRules>, every: Option<Duration>, cancel: Cancel
             _ = cancel.cancelled() => return,
             _ = timer => false,
             _ = hup => {
+                if live.path.is_none() {
+                    tracing::info!("SIGHUP: no rule file (MAILDROP_RULES); the built-in rules stay.");
+                    continue;
+                }
                 tracing::info!("SIGHUP: re-reading the rule file.");
                 true
             }
@@ -252,6 +261,18 @@ mod tests {
         })
         .await
         .unwrap();
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn without_a_rule_file_the_watcher_still_holds_sighup_until_cancelled() {
+        // It used to return at once, leaving SIGHUP's default action (end the process) in place.
+        let live = Arc::new(LiveRules::load(None, Context::default()).unwrap());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(watch(live, Some(Duration::from_millis(10)), cancel.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!task.is_finished(), "the watcher must keep listening");
         cancel.cancel();
         task.await.unwrap();
     }
