@@ -401,7 +401,11 @@ function renderHome(gen) {
   document.title = 'Maildrop — disposable inboxes';
   updateHomeAddr();
   // The series once a minute (the live feed carries only the counters, pushed on change;
-  // EventSource reconnects by itself).
+  // EventSource reconnects by itself). A redraw scheduled on an earlier visit to this page
+  // belongs to that visit: it must not hold this one's back, and the first counters this visit
+  // hears always get a fresh chart.
+  chart.pending = false;
+  chart.received = null;
   loadChart(gen);
   clearInterval(chartTimer);
   chartTimer = setInterval(() => (gen === routeGen ? loadChart(gen) : clearInterval(chartTimer)), 60000);
@@ -415,8 +419,9 @@ function renderHome(gen) {
       if (s.received !== chart.received && !chart.pending) {
         chart.pending = true;
         setTimeout(() => {
+          if (gen !== routeGen) return;
           chart.pending = false;
-          if (gen === routeGen) loadChart(gen);
+          loadChart(gen);
         }, Math.max(0, chart.at + 5000 - Date.now()));
       }
     } catch {
