@@ -123,16 +123,7 @@ impl NatsCluster {
             // Generous: on a busy machine, electing a meta leader can take a while.
             Duration::from_secs(90),
             "a cluster node's JetStream to answer",
-            || {
-                let url = url.clone();
-                async move {
-                    let client = async_nats::connect(&url).await.ok()?;
-                    let info = client.request("$JS.API.INFO", "".into()).await.ok()?;
-                    let text = String::from_utf8_lossy(&info.payload);
-                    (text.contains("account_info_response") && !text.contains("\"error\""))
-                        .then_some(())
-                }
-            },
+            || crate::servers::jetstream_answers(url.clone()),
         )
         .await
     }

@@ -80,20 +80,20 @@ impl NatsServer {
         wait_until(
             Duration::from_secs(20),
             "nats-server to accept clients",
-            || {
-                let url = url.clone();
-                async move {
-                    let client = async_nats::connect(&url).await.ok()?;
-                    // JetStream answers only once it has recovered its store.
-                    let info = client.request("$JS.API.INFO", "".into()).await.ok()?;
-                    let text = String::from_utf8_lossy(&info.payload);
-                    (text.contains("account_info_response") && !text.contains("\"error\""))
-                        .then_some(())
-                }
-            },
+            || jetstream_answers(url.clone()),
         )
         .await
     }
+}
+
+/// `Some` once the server at `url` accepts a client and its JetStream answers (only once it has
+/// recovered its store, and in a cluster only once there is a meta leader). async-nats's own
+/// account query cannot read nats-server 2.9's reply, so the API is asked directly.
+pub(crate) async fn jetstream_answers(url: String) -> Option<()> {
+    let client = async_nats::connect(&url).await.ok()?;
+    let info = client.request("$JS.API.INFO", "".into()).await.ok()?;
+    let text = String::from_utf8_lossy(&info.payload);
+    (text.contains("account_info_response") && !text.contains("\"error\"")).then_some(())
 }
 
 impl Drop for NatsServer {
