@@ -1,8 +1,9 @@
 //! The loop that counts one stream exactly once (the argument is in the crate docs).
 
+use crate::durable::{open, sleep_or_cancel};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use futures::StreamExt;
 use maildrop_runtime::consume::retry_delay;
 use maildrop_store::StatsStore;
@@ -52,32 +53,6 @@ pub fn tally(applied: u64, items: &[Item]) -> (Batch, u64) {
     (increments, mark)
 }
 
-async fn sleep_or_cancel(cancel: &CancellationToken, wait: Duration) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
-}
-
-async fn open(
-    js: &jetstream::Context,
-    source: Source,
-    ack_wait: Duration,
-) -> Result<jetstream::consumer::Consumer<pull::Config>, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = js.get_stream(source.stream()).await?;
-    Ok(stream
-        .get_or_create_consumer(
-            source.durable(),
-            pull::Config {
-                durable_name: Some(source.durable().to_owned()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait,
-                ..Default::default()
-            },
-        )
-        .await?)
-}
-
 /// Counts `source` until `cancel` is cancelled. Verdicts (production and shadow) are also paired
 /// by message id, kept `pair_ttl` waiting for the other side ([`maildrop_store::shadow`]).
 pub async fn run(
@@ -92,7 +67,7 @@ pub async fn run(
     let stream = source.stream();
     let mut attempt = 0i64;
     let consumer = loop {
-        match open(&js, source, ack_wait).await {
+        match open(&js, source.stream(), source.durable(), "", ack_wait).await {
             Ok(c) => break c,
             Err(e) => {
                 attempt += 1;

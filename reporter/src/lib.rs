@@ -26,6 +26,7 @@
 pub mod config;
 pub mod count;
 pub mod counter;
+mod durable;
 pub mod reports;
 pub mod webhook;
 

@@ -12,9 +12,10 @@
 //! on. A message that does not decode is acked without a report (it is no spam source) and
 //! logged.
 
+use crate::durable::{open, sleep_or_cancel};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream::{self, AckKind};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use maildrop_contract::{IngestRejection, Verdict, consumer, subject};
@@ -97,33 +98,6 @@ pub async fn post(
     }
 }
 
-async fn sleep_or_cancel(cancel: &CancellationToken, wait: Duration) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
-}
-
-async fn open(
-    js: &jetstream::Context,
-    source: ReportSource,
-    ack_wait: Duration,
-) -> Result<jetstream::consumer::Consumer<pull::Config>, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = js.get_stream(source.stream()).await?;
-    Ok(stream
-        .get_or_create_consumer(
-            source.durable(),
-            pull::Config {
-                durable_name: Some(source.durable().to_owned()),
-                filter_subject: source.filter().to_owned(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait,
-                ..Default::default()
-            },
-        )
-        .await?)
-}
-
 /// Posts the reports of `source` to `url` until `cancel` is cancelled.
 pub async fn run(
     js: jetstream::Context,
@@ -137,7 +111,15 @@ pub async fn run(
     let http = reqwest::Client::new();
     let mut attempt = 0i64;
     let consumer = loop {
-        match open(&js, source, ack_wait).await {
+        match open(
+            &js,
+            source.stream(),
+            source.durable(),
+            source.filter(),
+            ack_wait,
+        )
+        .await
+        {
             Ok(c) => break c,
             Err(e) => {
                 attempt += 1;
