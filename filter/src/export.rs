@@ -12,10 +12,10 @@ use std::path::PathBuf;
 
 use async_nats::jetstream;
 use clap::{Args, ValueEnum};
-use maildrop_contract::{Envelope, subject};
+use maildrop_contract::subject;
 use time::OffsetDateTime;
 
-use crate::replay::{self, ReplayError, Window};
+use crate::replay::{self, ReplayError, Retained, Window};
 
 /// Which messages to export, by recorded verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,18 +92,14 @@ pub async fn export(js: &jetstream::Context, args: &ExportArgs) -> Result<u64, R
     let bar = replay::progress(0);
     replay::read_stream(js, subject::RECEIVED_STREAM, args.window.since, |m| {
         bar.inc(1);
-        let Ok(info) = m.info() else { return Ok(true) };
-        if let Some(until) = args.window.until
-            && info.published > until
-        {
-            return Ok(false);
-        }
-        let Some(envelope) = m
-            .headers
-            .as_ref()
-            .and_then(|h| Envelope::from_headers(h).ok())
-        else {
-            return Ok(true);
+        let (published, envelope) = match args.window.sort(&m) {
+            Retained::Stop => return Ok(false),
+            Retained::Skip => return Ok(true),
+            Retained::Take {
+                published,
+                envelope,
+                ..
+            } => (published, envelope),
         };
         let verdict = recorded.get(&envelope.id.to_string());
         let chosen = match args.verdict {
@@ -119,7 +115,7 @@ pub async fn export(js: &jetstream::Context, args: &ExportArgs) -> Result<u64, R
                 let received = OffsetDateTime::from_unix_timestamp_nanos(
                     i128::from(envelope.received_ms) * 1_000_000,
                 )
-                .unwrap_or(info.published);
+                .unwrap_or(published);
                 file.write_all(&mbox_entry(&envelope.mail_from, received, &m.payload))?;
             }
             None => {

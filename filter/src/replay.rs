@@ -56,6 +56,44 @@ impl Window {
     fn contains(&self, t: OffsetDateTime) -> bool {
         t >= self.since && self.until.is_none_or(|u| t <= u)
     }
+
+    /// What a reader of `RECEIVED` does with `m`: stop once past `until`; skip it outside the
+    /// window or without an envelope; else take it, with its stream info and envelope.
+    pub(crate) fn sort(&self, m: &jetstream::Message) -> Retained {
+        let Ok(info) = m.info() else {
+            return Retained::Skip;
+        };
+        if self.until.is_some_and(|until| info.published > until) {
+            return Retained::Stop;
+        }
+        if !self.contains(info.published) {
+            return Retained::Skip;
+        }
+        let (published, seq) = (info.published, info.stream_sequence);
+        match m
+            .headers
+            .as_ref()
+            .and_then(|h| Envelope::from_headers(h).ok())
+        {
+            Some(envelope) => Retained::Take {
+                published,
+                seq,
+                envelope,
+            },
+            None => Retained::Skip,
+        }
+    }
+}
+
+/// See [`Window::sort`].
+pub(crate) enum Retained {
+    Stop,
+    Skip,
+    Take {
+        published: OffsetDateTime,
+        seq: u64,
+        envelope: Envelope,
+    },
 }
 
 /// `maildrop-filter replay`.
@@ -362,24 +400,12 @@ pub async fn replay(
     let bar = progress(total);
     read_stream(js, subject::RECEIVED_STREAM, args.window.since, |m| {
         bar.inc(1);
-        let Ok(info) = m.info() else { return Ok(true) };
-        if let Some(until) = args.window.until
-            && info.published > until
-        {
-            return Ok(false);
-        }
-        if !args.window.contains(info.published) {
-            return Ok(true);
-        }
-        let Some(envelope) = m
-            .headers
-            .as_ref()
-            .and_then(|h| Envelope::from_headers(h).ok())
-        else {
-            return Ok(true);
+        let (seq, envelope) = match args.window.sort(&m) {
+            Retained::Stop => return Ok(false),
+            Retained::Skip => return Ok(true),
+            Retained::Take { seq, envelope, .. } => (seq, envelope),
         };
-        let replayed =
-            crate::handler::judge_raw(&rules, &envelope, &m.payload, info.stream_sequence);
+        let replayed = crate::handler::judge_raw(&rules, &envelope, &m.payload, seq);
         comparison.add(recorded.get(&envelope.id.to_string()), &replayed);
         Ok(true)
     })

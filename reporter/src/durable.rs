@@ -1,0 +1,39 @@
+//! What the counting and the webhook consumers share: opening their durable pull consumer, and a
+//! pause that ends early on shutdown.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use tokio_util::sync::CancellationToken;
+
+/// Waits `wait`; `false` if `cancel` fired first.
+pub(crate) async fn sleep_or_cancel(cancel: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
+/// Creates (or finds) the explicit-ack durable `durable` on `stream`, filtered to
+/// `filter_subject` (empty: every subject).
+pub(crate) async fn open(
+    js: &jetstream::Context,
+    stream: &str,
+    durable: &str,
+    filter_subject: &str,
+    ack_wait: Duration,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = js.get_stream(stream).await?;
+    Ok(stream
+        .get_or_create_consumer(
+            durable,
+            pull::Config {
+                durable_name: Some(durable.to_owned()),
+                filter_subject: filter_subject.to_owned(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait,
+                ..Default::default()
+            },
+        )
+        .await?)
+}
