@@ -7,7 +7,7 @@
 //! finds them in the test binary's own target directory.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -135,20 +135,46 @@ impl StageProcess {
 
     /// SIGTERM, then waits up to `grace` for a clean exit; returns whether it exited successfully.
     pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<bool> {
-        let Some(mut child) = self.child.take() else {
+        if self.child.is_none() {
             return Ok(true);
-        };
-        let pid = child.id().context("the process has already exited")?;
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+        }
+        self.signal("TERM")?;
+        Ok(self.wait_exit(grace).await?.success())
+    }
+
+    /// Sends `signal` (a `kill -s` name such as `TERM`) to the running process, without waiting.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .with_context(|| format!("{} is not running", self.name))?;
+        let status = std::process::Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
             .status()?;
-        match tokio::time::timeout(grace, child.wait()).await {
-            Ok(status) => Ok(status?.success()),
+        anyhow::ensure!(status.success(), "kill -s {signal} {pid} failed");
+        Ok(())
+    }
+
+    /// Waits up to `within` for the process to exit by itself and returns how it exited; past
+    /// that it is killed and this fails.
+    pub async fn wait_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .with_context(|| format!("{} is not running", self.name))?;
+        match tokio::time::timeout(within, child.wait()).await {
+            Ok(status) => Ok(status?),
             Err(_) => {
                 let _ = child.kill().await;
-                anyhow::bail!("{} did not stop within {grace:?} of SIGTERM", self.name)
+                anyhow::bail!("{} did not exit within {within:?}", self.name)
             }
         }
+    }
+
+    /// The file the process logs into (stdout and stderr both).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Whether the process is still running (false once it exited by itself).
