@@ -10,7 +10,7 @@ help:
 	@echo "make bench  benchmarks: Maildrop against smtp-sink and Haraka, push, idle connections, soak"
 
 deps:
-	@scripts/deps.sh openssl python3 swaks rspamd
+	@scripts/deps.sh openssl python3 swaks rspamd redis-cli:redis-tools
 
 build:
 	$(CARGO) build --release --bins
@@ -22,9 +22,10 @@ run:
 
 # The tests also drive real clients (Python's smtplib, swaks), make TLS certificates (openssl)
 # and open the web page in Debian's Chromium, driven by Node and playwright-core (e2e/browser).
-# The fault tests (e2e/tests/faults.rs) run the stage binaries as processes: built first.
+# The fault tests (e2e/tests/faults.rs) run the stage binaries as processes: built first. The
+# Redis Cluster test joins three redis-server nodes with redis-cli (Debian: redis-tools).
 test:
-	@scripts/deps.sh openssl python3 swaks rspamd chromium node:nodejs npm
+	@scripts/deps.sh openssl python3 swaks rspamd chromium node:nodejs npm redis-cli:redis-tools
 	cd e2e/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

@@ -281,9 +281,7 @@ pub async fn run(seed: u64) -> anyhow::Result<ScenarioReport> {
     let messages = generate(&keys, seed)?;
     let rules = Arc::new(rules()?);
 
-    let conn = redis::Client::open(redis_server.url())?
-        .get_connection_manager()
-        .await?;
+    let conn = maildrop_store::Redis::open(&redis_server.url()).await?;
     let args = DnsArgs {
         dns_servers: Servers::List(vec![server.addr()]),
         dns_timeout: Duration::from_secs(2),

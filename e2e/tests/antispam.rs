@@ -87,10 +87,8 @@ impl Client {
     }
 }
 
-async fn redis(p: &Pipeline) -> anyhow::Result<redis::aio::ConnectionManager> {
-    Ok(redis::Client::open(p.redis.url())?
-        .get_connection_manager()
-        .await?)
+async fn redis(p: &Pipeline) -> anyhow::Result<maildrop_store::Redis> {
+    Ok(maildrop_store::Redis::open(&p.redis.url()).await?)
 }
 
 #[tokio::test]

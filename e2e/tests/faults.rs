@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use maildrop_testkit::process::StageProcess;
-use maildrop_testkit::{NatsCluster, NatsServer, RedisServer, free_port, wait_until};
+use maildrop_testkit::{NatsCluster, NatsServer, RedisCluster, RedisServer, free_port, wait_until};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -23,7 +23,7 @@ const DOMAIN: &str = "maildrop.test";
 
 /// The five stages as processes, sharing one NATS URL and one Redis.
 struct System {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     smtp: SocketAddr,
     http: SocketAddr,
     nats_url: String,
@@ -88,7 +88,7 @@ impl System {
             stages.push(stage);
         }
         let system = Self {
-            _dir: dir,
+            dir,
             smtp,
             http,
             nats_url: nats_url.to_owned(),
@@ -178,6 +178,30 @@ impl System {
             );
         }
         Ok(())
+    }
+
+    /// Runs `binary` once with the system's NATS and Redis URLs and `args` (a subcommand such as
+    /// `rebuild`), as an operator would; fails unless it exits successfully. Returns its stdout.
+    async fn run_once(&self, binary: &str, args: &[&str]) -> anyhow::Result<String> {
+        let bin = maildrop_testkit::process::stage_binary(binary)?;
+        let mut cmd = tokio::process::Command::new(bin);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("MAILDROP_") {
+                cmd.env_remove(key);
+            }
+        }
+        let output = cmd
+            .args(["--nats-url", &self.nats_url, "--redis-url", &self.redis_url])
+            .args(args)
+            .env("MAILDROP_OPS_ADDR", "127.0.0.1:0")
+            .output()
+            .await?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{binary} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// The warnings and errors each stage logged, newest last (what a failure needs to explain).
@@ -373,30 +397,9 @@ async fn redis_down_under_load_defers_storage_and_flush_is_repaired_by_rebuild()
         .await?;
     assert_eq!(status, 200);
     assert_eq!(body["messages"].as_array().map(Vec::len), Some(0));
-    let bin = maildrop_testkit::process::stage_binary("maildrop-store-writer")?;
-    let mut rebuild = tokio::process::Command::new(bin);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MAILDROP_") {
-            rebuild.env_remove(key);
-        }
-    }
-    let output = rebuild
-        .args([
-            "--nats-url",
-            &system.nats_url,
-            "--redis-url",
-            &system.redis_url,
-        ])
-        .arg("rebuild")
-        .env("MAILDROP_OPS_ADDR", "127.0.0.1:0")
-        .output()
+    let report = system
+        .run_once("maildrop-store-writer", &["rebuild"])
         .await?;
-    assert!(
-        output.status.success(),
-        "rebuild failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report = String::from_utf8_lossy(&output.stdout);
     system
         .assert_all_stored_once(&tally.accepted)
         .await
@@ -439,4 +442,174 @@ async fn losing_a_node_of_a_three_node_cluster_loses_nothing_acknowledged() -> a
     load.wait_flowing(20, Duration::from_secs(60)).await?;
     let tally = load.stop().await?;
     system.assert_all_stored_once(&tally.accepted).await
+}
+
+/// The statistics a recount must give again (the counters and the day's traffic).
+fn counted(stats: &Value) -> Value {
+    serde_json::json!({
+        "received": stats["received"],
+        "stored": stats["stored"],
+        "rejected": stats["rejected"],
+        "rejected_by_rule": stats["rejected_by_rule"],
+        "deleted": stats["deleted"],
+        "active_mailboxes": stats["active_mailboxes"],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stage_works_against_a_redis_cluster_given_only_its_url() -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let cluster = RedisCluster::start().await?;
+    let mut system = System::start(&nats.url(), &cluster.url(), 1).await?;
+
+    // Ready: the gateway's PING reaches the cluster.
+    let (status, body) = system.get("/readyz").await?;
+    assert_eq!(
+        (status, &body["redis"]),
+        (200, &Value::from(true)),
+        "{body}"
+    );
+
+    // The filter's blocklists live in the cluster too, edited by the operator's command.
+    let said = system
+        .run_once(
+            "maildrop-filter",
+            &[
+                "--domains",
+                DOMAIN,
+                "block",
+                "add",
+                "sender",
+                "spam@bulk.example",
+            ],
+        )
+        .await?;
+    assert_eq!(said, "blocked sender spam@bulk.example until removed\n");
+
+    // Forty messages, each to its own mailbox (forty hash tags, spread over the three masters),
+    // and one from the blocked sender.
+    let load = Load::start(system.smtp, 3, 40);
+    wait_until(Duration::from_secs(60), "40 messages tried", || async {
+        let t = load.tally.lock().await;
+        (t.accepted.len() as u32 + t.deferred + t.unreachable >= 40).then_some(())
+    })
+    .await?;
+    let tally = load.stop().await?;
+    assert_eq!(tally.accepted.len(), 40, "{tally:?}");
+    maildrop_testkit::smtp::send_mail(
+        system.smtp,
+        "spam@bulk.example",
+        &format!("blocked@{DOMAIN}"),
+        "offer",
+        "Buy now.",
+    )
+    .await?;
+    system.assert_all_stored_once(&tally.accepted).await?;
+    let counts = cluster.key_counts().await?;
+    assert!(
+        counts.iter().filter(|&&n| n > 0).count() >= 2,
+        "the mailboxes are spread over the cluster's masters: {counts:?}"
+    );
+
+    // The reporter counted everything (one MULTI on the statistics' slot), and the gateway reads
+    // it with the series and the active mailboxes.
+    let stats = wait_until(Duration::from_secs(60), "the reporter's counts", || async {
+        let (_, stats) = system.get("/api/stats").await.ok()?;
+        (stats["stored"] == 40 && stats["rejected"] == 1).then_some(stats)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", system.logs()))?;
+    assert_eq!(stats["received"], 41, "{stats}");
+    assert_eq!(stats["rejected_by_rule"]["blocklist"], 1, "{stats}");
+    assert_eq!(stats["active_mailboxes"]["day"], 40, "{stats}");
+    let (_, blocked) = system.get("/api/mailboxes/blocked").await?;
+    assert_eq!(
+        blocked["messages"].as_array().map(Vec::len),
+        Some(0),
+        "{blocked}"
+    );
+
+    // The gateway writes too: deleting a message updates its mailbox and the usage index.
+    let first = tally.accepted[0];
+    let (_, list) = system.get(&format!("/api/mailboxes/f{first}")).await?;
+    let id = list["messages"][0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let response = system
+        .client
+        .delete(format!(
+            "http://{}/api/mailboxes/f{first}/messages/{id}",
+            system.http
+        ))
+        .send()
+        .await?;
+    assert!(response.status().is_success(), "{}", response.status());
+    let (_, list) = system.get(&format!("/api/mailboxes/f{first}")).await?;
+    assert_eq!(list["messages"].as_array().map(Vec::len), Some(0), "{list}");
+    let before = wait_until(Duration::from_secs(30), "the delete counted", || async {
+        let (_, stats) = system.get("/api/stats").await.ok()?;
+        (stats["deleted"] == 1).then_some(stats)
+    })
+    .await?;
+
+    // A recount finds every statistics key on its node (SCAN on the slot's master) and counts
+    // the same again.
+    system.stage("maildrop-reporter").kill().await;
+    let mut recount = StageProcess::new(
+        "maildrop-reporter",
+        system.dir.path(),
+        &[
+            "--nats-url",
+            &nats.url(),
+            "--redis-url",
+            &cluster.url(),
+            "recount",
+        ],
+    )?
+    .env("MAILDROP_LOG", "info");
+    recount.start()?;
+    // The log is the killed reporter's file, appended: the recount's line is the only such line.
+    let reset = wait_until(Duration::from_secs(60), "the statistics reset", || async {
+        let log = recount.log();
+        let line = log.lines().find(|l| l.contains("Statistics reset"))?;
+        Some(line.to_owned())
+    })
+    .await?;
+    // The line ends in `keys=<n>` (with colour codes around the `=` on a terminal).
+    let digits: String = reset
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let keys: u64 = digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0);
+    // Counters, marks, two buckets, a top list, two HyperLogLogs at least.
+    assert!(keys >= 7, "{reset}");
+    wait_until(Duration::from_secs(60), "the recount to agree", || async {
+        let (_, stats) = system.get("/api/stats").await.ok()?;
+        (counted(&stats) == counted(&before)).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nbefore: {before}\n{}", recount.log()))?;
+
+    // Losing every node's data: `rebuild` restores every mailbox but the deleted message.
+    for url in cluster.node_urls() {
+        let mut conn = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
+    }
+    system
+        .run_once("maildrop-store-writer", &["rebuild"])
+        .await?;
+    system.assert_all_stored_once(&tally.accepted[1..]).await?;
+    let (_, list) = system.get(&format!("/api/mailboxes/f{first}")).await?;
+    assert_eq!(list["messages"].as_array().map(Vec::len), Some(0), "{list}");
+    Ok(())
 }

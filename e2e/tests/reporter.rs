@@ -149,7 +149,7 @@ async fn series_top_sources_and_a_recount_agree_with_what_was_sent() -> anyhow::
     p.stop_stage(Stage::Reporter).await?;
     let mut redis = p.redis.conn().await?;
     let () = redis::cmd("HSET")
-        .arg("md:stats")
+        .arg(maildrop_store::keys::STATS)
         .arg("received")
         .arg(999)
         .query_async(&mut redis)

@@ -74,27 +74,28 @@ pub enum AdminError {
     RedisUrl(#[source] redis::RedisError),
     #[error("cannot reach Redis")]
     Connect(#[source] redis::RedisError),
+    #[error("no answer from Redis within {0:?}")]
+    ConnectTimeout(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot write the answer")]
     Output(#[from] std::io::Error),
 }
 
-/// Connects to Redis at `redis_url` (failing fast: an operator is waiting) and runs `args`,
+/// How long an admin command waits for Redis: an operator is waiting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to Redis at `redis_url` (a single server or a cluster; failing fast: an operator is waiting) and runs `args`,
 /// writing the answer to `out`.
 pub async fn run(
     redis_url: &str,
     args: &BlockArgs,
     out: &mut impl Write,
 ) -> Result<(), AdminError> {
-    let client = redis::Client::open(redis_url).map_err(AdminError::RedisUrl)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(1);
-    let conn = client
-        .get_connection_manager_with_config(config)
+    let target = maildrop_store::RedisTarget::parse(redis_url).map_err(AdminError::RedisUrl)?;
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, target.connect())
         .await
+        .map_err(|_| AdminError::ConnectTimeout(CONNECT_TIMEOUT))?
         .map_err(AdminError::Connect)?;
     execute(
         &BlocklistStore::new(conn),

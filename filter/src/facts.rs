@@ -78,7 +78,7 @@ pub struct RedisFacts {
 }
 
 impl RedisFacts {
-    pub fn new(conn: redis::aio::ConnectionManager) -> Self {
+    pub fn new(conn: maildrop_store::Redis) -> Self {
         Self {
             lists: BlocklistStore::new(conn.clone()),
             flood: FloodStore::new(conn),

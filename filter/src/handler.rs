@@ -49,7 +49,7 @@ impl FilterHandler {
     pub fn new(
         js: jetstream::Context,
         rules: Arc<LiveRules>,
-        redis: redis::aio::ConnectionManager,
+        redis: maildrop_store::Redis,
         dns: DnsGatherer,
     ) -> Self {
         Self {

@@ -40,7 +40,7 @@ struct Cached<T> {
 
 impl VerdictCache {
     /// A cache in Redis keeping entries for `ttl`; off when `ttl` is zero.
-    pub fn new(conn: redis::aio::ConnectionManager, ttl: Duration) -> Self {
+    pub fn new(conn: maildrop_store::Redis, ttl: Duration) -> Self {
         Self {
             store: (!ttl.is_zero()).then(|| VerdictCacheStore::new(conn)),
             ttl,

@@ -452,8 +452,7 @@ async fn a_second_message_is_answered_from_the_cache() {
 #[tokio::test]
 async fn the_verdict_cache_keeps_a_client_s_listings_across_resolvers() {
     let redis = maildrop_testkit::RedisServer::start().await.unwrap();
-    let client = redis::Client::open(redis.url()).unwrap();
-    let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let conn = maildrop_store::Redis::open(&redis.url()).await.unwrap();
     let cache = VerdictCache::new(conn, Duration::from_secs(60));
     let server = DnsServer::start().await.unwrap();
     let listed = dnsbl_name(LISTED.parse().unwrap(), "bl.test");

@@ -19,10 +19,8 @@ use maildrop_store::PolicyStore;
 use maildrop_testkit::RedisServer;
 use serde::{Deserialize, Serialize};
 
-async fn conn(server: &RedisServer) -> anyhow::Result<redis::aio::ConnectionManager> {
-    Ok(redis::Client::open(server.url())?
-        .get_connection_manager()
-        .await?)
+async fn conn(server: &RedisServer) -> anyhow::Result<maildrop_store::Redis> {
+    Ok(maildrop_store::Redis::open(&server.url()).await?)
 }
 
 /// `maildrop-filter --redis-url <url> block …`, as the binary runs it; returns what it printed.

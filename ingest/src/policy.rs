@@ -79,7 +79,7 @@ impl Policy {
         greylist: Option<GreylistSettings>,
         cancel: &CancellationToken,
     ) -> Result<Self, RedisUrlError> {
-        redis::Client::open(url).map_err(RedisUrlError)?;
+        maildrop_store::RedisTarget::parse(url).map_err(RedisUrlError)?;
         let store = Arc::new(OnceLock::new());
         let aliases = Arc::new(OnceLock::new());
         let (cell, alias_cell, url, cancel) = (

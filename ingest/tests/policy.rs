@@ -124,9 +124,7 @@ impl Ingest {
     }
 
     async fn policy_store(&self) -> anyhow::Result<PolicyStore> {
-        let conn = redis::Client::open(self.redis().url())?
-            .get_connection_manager()
-            .await?;
+        let conn = maildrop_store::Redis::open(&self.redis().url()).await?;
         Ok(PolicyStore::new(conn))
     }
 
@@ -473,9 +471,7 @@ async fn without_redis_mail_still_flows_even_with_greylisting_on() -> anyhow::Re
 #[tokio::test]
 async fn policy_records_in_redis_expire_and_follow_their_rules() -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
-    let conn = redis::Client::open(redis.url())?
-        .get_connection_manager()
-        .await?;
+    let conn = maildrop_store::Redis::open(&redis.url()).await?;
     let policy = PolicyStore::new(conn);
     let ip: IpAddr = "192.0.2.1".parse()?;
 

@@ -52,9 +52,7 @@ async fn relay_oversize_and_blocked_attempts_are_published() -> anyhow::Result<(
     assert_eq!(reply.code, 552, "{reply}");
     smtp.expect("QUIT", 221).await?;
 
-    let redis = redis::Client::open(ingest.redis.url())?
-        .get_connection_manager()
-        .await?;
+    let redis = maildrop_store::Redis::open(&ingest.redis.url()).await?;
     maildrop_store::PolicyStore::new(redis)
         .block_ip("127.0.0.1".parse()?, "test block", None)
         .await?;

@@ -24,7 +24,8 @@ pub struct NatsArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL.
+    /// Redis URL: one `redis://` URL for a single server; for a Redis Cluster, its nodes'
+    /// URLs comma-separated, or one node as `redis+cluster://host:port`.
     #[arg(id = "redis_url", long = "redis-url", env = "MAILDROP_REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub url: String,
 }

@@ -3,12 +3,14 @@
 //!
 //! A stage that starts before its servers waits for them (and says so in the log) instead of
 //! crashing into a restart loop. After the first connection both clients reconnect by themselves:
-//! async-nats with unlimited reconnects, redis's `ConnectionManager` on the next command.
+//! async-nats with unlimited reconnects, [`Redis`] on the next command (a single server) or per
+//! node (a cluster).
 
 use std::time::Duration;
 
 use backoff::ExponentialBackoff;
 use backoff::backoff::Backoff;
+use maildrop_store::{Redis, RedisTarget};
 use tokio_util::sync::CancellationToken;
 
 /// Connecting was abandoned.
@@ -83,29 +85,29 @@ fn servers(url: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Connects to Redis and returns a reconnecting connection handle.
-pub async fn redis(
-    url: &str,
-    cancel: &CancellationToken,
-) -> Result<redis::aio::ConnectionManager, ConnectError> {
-    let client = redis::Client::open(url).map_err(ConnectError::RedisUrl)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)));
+/// Connects to Redis and returns a reconnecting connection handle. `url` names a single server or
+/// a Redis Cluster (see [`maildrop_store::RedisTarget::parse`]).
+pub async fn redis(url: &str, cancel: &CancellationToken) -> Result<Redis, ConnectError> {
+    let target = RedisTarget::parse(url).map_err(ConnectError::RedisUrl)?;
+    let kind = if target.is_cluster() {
+        "Redis Cluster"
+    } else {
+        "Redis"
+    };
     let mut backoff = forever();
     loop {
         let attempt = tokio::select! {
             _ = cancel.cancelled() => return Err(ConnectError::Cancelled("Redis")),
-            r = client.get_connection_manager_with_config(config.clone()) => r,
+            r = target.connect() => r,
         };
         match attempt {
             Ok(conn) => {
-                tracing::info!("Connected to Redis.");
+                tracing::info!(kind, "Connected to Redis.");
                 return Ok(conn);
             }
             Err(e) => {
                 let wait = backoff.next_backoff().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(error = %e, retry_in = ?wait, "Redis not reachable yet.");
+                tracing::warn!(kind, error = %e, retry_in = ?wait, "Redis not reachable yet.");
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(ConnectError::Cancelled("Redis")),
                     _ = tokio::time::sleep(wait) => {}

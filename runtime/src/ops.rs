@@ -83,7 +83,7 @@ pub struct Readiness {
 struct Inner {
     needs_redis: bool,
     nats: OnceLock<async_nats::Client>,
-    redis: OnceLock<redis::aio::ConnectionManager>,
+    redis: OnceLock<maildrop_store::Redis>,
 }
 
 impl Readiness {
@@ -108,7 +108,7 @@ impl Readiness {
     }
 
     /// The stage's Redis connection, once connected.
-    pub fn set_redis(&self, conn: &redis::aio::ConnectionManager) {
+    pub fn set_redis(&self, conn: &maildrop_store::Redis) {
         let _ = self.inner.redis.set(conn.clone());
     }
 
@@ -136,7 +136,7 @@ impl Readiness {
     }
 }
 
-async fn ping(mut conn: redis::aio::ConnectionManager) -> String {
+async fn ping(mut conn: maildrop_store::Redis) -> String {
     let cmd = redis::cmd("PING");
     let pong = cmd.query_async::<String>(&mut conn);
     match tokio::time::timeout(PING_TIMEOUT, pong).await {

@@ -3,19 +3,19 @@
 
 use std::time::Duration;
 
+use crate::Redis;
 use maildrop_contract::Mailbox;
-use redis::aio::ConnectionManager;
 
 use crate::StoreError;
 use crate::keys;
 
 #[derive(Clone)]
 pub struct AliasStore {
-    conn: ConnectionManager,
+    conn: Redis,
 }
 
 impl AliasStore {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Redis) -> Self {
         Self { conn }
     }
 

@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::Redis;
 
 use crate::StoreError;
 use crate::keys;
@@ -168,11 +168,11 @@ pub struct Matches {
 /// Reads and edits the run-time blocklists.
 #[derive(Clone)]
 pub struct BlocklistStore {
-    conn: ConnectionManager,
+    conn: Redis,
 }
 
 impl BlocklistStore {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Redis) -> Self {
         Self { conn }
     }
 

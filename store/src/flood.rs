@@ -19,7 +19,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::Redis;
 
 use crate::StoreError;
 use crate::keys;
@@ -86,12 +86,12 @@ return {count, -1}
 /// Counts messages per dimension.
 #[derive(Clone)]
 pub struct FloodStore {
-    conn: ConnectionManager,
+    conn: Redis,
     count: redis::Script,
 }
 
 impl FloodStore {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Redis) -> Self {
         Self {
             conn,
             count: redis::Script::new(COUNT),

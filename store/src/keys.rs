@@ -12,23 +12,35 @@
 //! | `md:{@usage}:box-bytes` | hash | mailbox → bytes it holds, as last synced |
 //! | `md:{@usage}:total` | string | the sum of `box-bytes`, compared with `MAILDROP_STORE_MAX_BYTES` |
 //! | `md:{@usage}:versions` | sorted set | mailbox → `ver` of the last sync applied (entries older than 10 min pruned): a late sync cannot undo a newer one |
-//! | `md:stats` | hash | counters (see [`crate::stats`]) |
-//! | `md:stats:applied` | hash | stream name → last stream sequence counted |
-//! | `md:stats:min:<t>`, `md:stats:hour:<t>` | hash | the counters of one minute / hour (`<t>`: its start, Unix s); kept a day / a month (see [`crate::series`]) |
-//! | `md:stats:top:ip:<day>`, `md:stats:top:domain:<day>` | sorted set | client IPs / sender domains of rejected mail and refused attempts → count, per UTC day; kept a month |
-//! | `md:stats:active:hour:<t>`, `md:stats:active:day:<t>` | HyperLogLog | mailboxes that received mail in that hour / day; kept a month |
-//! | `md:stats:{shadow}:pair:<id>` | string | shadow mode: the first verdict of a message (`p`/`s` + `1`/`0`), then `paired`; TTL `MAILDROP_SHADOW_PAIR_TTL` (see [`crate::shadow`]) |
-//! | `md:stats:{shadow}:counts` | hash | shadow mode: `agree_accepted`, `agree_rejected`, `accepted_now_rejected`, `rejected_now_accepted`, and the shadow's `ruleset` |
+//! | `md:{@stats}` | hash | counters (see [`crate::stats`]) |
+//! | `md:{@stats}:applied` | hash | stream name → last stream sequence counted |
+//! | `md:{@stats}:min:<t>`, `md:{@stats}:hour:<t>` | hash | the counters of one minute / hour (`<t>`: its start, Unix s); kept a day / a month (see [`crate::series`]) |
+//! | `md:{@stats}:top:ip:<day>`, `md:{@stats}:top:domain:<day>` | sorted set | client IPs / sender domains of rejected mail and refused attempts → count, per UTC day; kept a month |
+//! | `md:{@stats}:active:hour:<t>`, `md:{@stats}:active:day:<t>` | HyperLogLog | mailboxes that received mail in that hour / day; kept a month |
+//! | `md:{@stats}:shadow:pair:<id>` | string | shadow mode: the first verdict of a message (`p`/`s` + `1`/`0`), then `paired`; TTL `MAILDROP_SHADOW_PAIR_TTL` (see [`crate::shadow`]) |
+//! | `md:{@stats}:shadow:counts` | hash | shadow mode: `agree_accepted`, `agree_rejected`, `accepted_now_rejected`, `rejected_now_accepted`, and the shadow's `ruleset` |
 //! | `md:alias:<alias>` | string | the mailbox an alias delivers to; expires unless revealed again |
 //! | `md:rl:<ip>` | hash | the API rate-limit bucket of one client IP (`tokens`, `ts`); expires when full again |
-//! | `md:block:<list>` | sorted set | a run-time blocklist of the filter (`sender`, `domain`, `ip`, `subject`): entry → expiry ms (`+inf`: none); see [`crate::blocklist`] |
+//! | `md:{@block}:<list>` | sorted set | a run-time blocklist of the filter (`sender`, `domain`, `ip`, `subject`): entry → expiry ms (`+inf`: none); see [`crate::blocklist`] |
 //! | `md:{flood:ip:<ip>}:seen`, `md:{flood:subj:<hash>}:seen` | sorted set | flood counts: message id → receive time (ms), the last two windows; see [`crate::flood`] |
 //! | `md:{flood:ip:<ip>}:ban`, `md:{flood:subj:<hash>}:ban` | string | receive time (ms) at which a flood ban began; TTL the ban's length |
 //! | `md:vcache:<ip>:<helo>` | string | the filter's verdict cache: client facts (JSON) of one client IP and HELO; TTL `MAILDROP_VERDICT_CACHE_TTL` |
 //!
 //! All six keys of a mailbox expire together, `retention` after its newest message's receive
-//! time. The `md:{@usage}:*` keys share one hash tag (with `@`, which no mailbox name has), so
-//! their script is atomic on one cluster slot; they are on another slot than any mailbox.
+//! time.
+//!
+//! **Hash tags (Redis Cluster).** A script or a pipeline must touch keys of one cluster slot, so
+//! every group of keys used together shares a hash tag: a mailbox's six keys `{<box>}`; the usage
+//! index `{@usage}`, synced by a second call after each mailbox script; every statistics key
+//! `{@stats}`, so the reporter's `MULTI` of counters, buckets, tops and high-water marks is one
+//! transaction on one slot, and a recount's `SCAN` walks one node; the four blocklists `{@block}`,
+//! read in one pipeline; a flood dimension's two keys `{flood:…}`. The shared tags start with `@`,
+//! which no mailbox name has, so no mailbox shares their keys or their recount's `SCAN` pattern.
+//! The other keys are used one at a time.
+//!
+//! Until November 2026 these keys were `md:stats…` and `md:block:<list>`: after upgrading from
+//! then, `maildrop-reporter recount` rebuilds the statistics, and blocklist entries must be added
+//! again.
 
 use std::net::IpAddr;
 
@@ -89,30 +101,32 @@ pub fn rate_limit(ip: std::net::IpAddr) -> String {
     format!("{PREFIX}rl:{ip}")
 }
 
-pub const STATS: &str = "md:stats";
-pub const STATS_APPLIED: &str = "md:stats:applied";
-/// Every statistics key (what a recount deletes).
-pub const STATS_ALL: &str = "md:stats*";
+/// The hash tag of every statistics key (one cluster slot).
+pub const STATS: &str = "md:{@stats}";
+pub const STATS_APPLIED: &str = "md:{@stats}:applied";
+/// Every statistics key (what a recount deletes); `{` is not special in a `SCAN` pattern.
+pub const STATS_ALL: &str = "md:{@stats}*";
 
-/// Shadow-mode counts; one hash tag with the pending pairs, so the pairing script is on one slot.
-pub const SHADOW_COUNTS: &str = "md:stats:{shadow}:counts";
+/// Shadow-mode counts; the statistics' hash tag, shared with the pending pairs, so the pairing
+/// script is on one slot and a recount clears both.
+pub const SHADOW_COUNTS: &str = "md:{@stats}:shadow:counts";
 
-/// `md:stats:{shadow}:pair:<id>`: one message's first verdict until the other side's arrives.
+/// `md:{@stats}:shadow:pair:<id>`: one message's first verdict until the other side's arrives.
 pub fn shadow_pair(id: &str) -> String {
-    format!("{STATS}:{{shadow}}:pair:{id}")
+    format!("{STATS}:shadow:pair:{id}")
 }
 
-/// `md:stats:<min|hour>:<start>`: the counters of one time bucket (start in Unix seconds).
+/// `md:{@stats}:<min|hour>:<start>`: the counters of one time bucket (start in Unix seconds).
 pub fn stats_bucket(resolution: &str, start: u64) -> String {
     format!("{STATS}:{resolution}:{start}")
 }
 
-/// `md:stats:top:<ip|domain>:<day start>`: rejected sources of one day, by count.
+/// `md:{@stats}:top:<ip|domain>:<day start>`: rejected sources of one day, by count.
 pub fn stats_top(kind: &str, day: u64) -> String {
     format!("{STATS}:top:{kind}:{day}")
 }
 
-/// `md:stats:active:<hour|day>:<start>`: a HyperLogLog of the mailboxes that received mail.
+/// `md:{@stats}:active:<hour|day>:<start>`: a HyperLogLog of the mailboxes that received mail.
 pub fn stats_active(resolution: &str, start: u64) -> String {
     format!("{STATS}:active:{resolution}:{start}")
 }
@@ -122,9 +136,9 @@ pub fn blocked_ip(ip: IpAddr) -> String {
     format!("{PREFIX}blocked:ip:{}", ip.to_canonical())
 }
 
-/// `md:block:<list>`: one run-time blocklist of the filter.
+/// `md:{@block}:<list>`: one run-time blocklist of the filter; the four share one slot.
 pub fn blocklist(list: &str) -> String {
-    format!("{PREFIX}block:{list}")
+    format!("{PREFIX}{{@block}}:{list}")
 }
 
 /// The flood keys of one dimension, `(seen, ban)`, under one hash tag. An IP in canonical form; a
@@ -179,6 +193,31 @@ mod tests {
             assert!(k.starts_with("md:{@usage}:"), "{k}");
         }
         assert!(Mailbox::parse("@usage").is_err());
+    }
+
+    #[test]
+    fn keys_used_together_share_a_tag_no_mailbox_can_have() {
+        use redis::cluster_routing::Slot;
+        let stats = [
+            STATS.to_owned(),
+            STATS_APPLIED.to_owned(),
+            SHADOW_COUNTS.to_owned(),
+            shadow_pair("id"),
+            stats_bucket("min", 60),
+            stats_top("ip", 86_400),
+            stats_active("day", 86_400),
+        ];
+        for k in &stats {
+            assert!(k.starts_with("md:{@stats}"), "{k}");
+            assert_eq!(Slot::for_key(k), Slot::for_key(STATS), "{k}");
+        }
+        for list in ["sender", "domain", "ip", "subject"] {
+            assert_eq!(
+                Slot::for_key(blocklist(list)),
+                Slot::for_key(blocklist("ip"))
+            );
+        }
+        assert!(Mailbox::parse("@stats").is_err() && Mailbox::parse("@block").is_err());
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! streams. The store-writer and the reporter write through this crate; the gateway reads through
 //! it. Nobody else builds a Redis key.
 //!
+//! - [`conn`]: [`Redis`], one connection type for a single server and a Redis Cluster, chosen by
+//!   the URL.
 //! - [`keys`]: every key name, in one module. All keys of one mailbox share the hash tag `{<box>}`,
-//!   so a mailbox lives on one Redis Cluster slot and its scripts stay atomic there.
+//!   so a mailbox lives on one Redis Cluster slot and its scripts stay atomic there; so do the
+//!   usage index, the statistics and the blocklists, each under its own tag.
 //! - [`mailbox`]: [`MailStore`], storing, listing, reading and deleting messages; writes are Lua
 //!   scripts, atomic and idempotent on the message id.
 //! - [`message`]: [`StoredMessage`], what is kept of a message (the API's message document).
@@ -29,6 +32,7 @@
 pub mod alias;
 pub mod attachment;
 pub mod blocklist;
+pub mod conn;
 pub mod flood;
 pub mod keys;
 pub mod mailbox;
@@ -42,6 +46,7 @@ pub mod usage;
 pub mod verdict_cache;
 
 pub use alias::AliasStore;
+pub use conn::{Redis, RedisTarget};
 pub use mailbox::{
     AttachmentLookup, Expiry, Limits, MailStore, Removal, StoreOutcome, StoreReport,
 };

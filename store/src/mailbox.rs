@@ -22,8 +22,8 @@
 
 use std::time::Duration;
 
+use crate::Redis;
 use maildrop_contract::{Mailbox, MessageId, MessageSummary};
-use redis::aio::ConnectionManager;
 
 use crate::StoreError;
 use crate::attachment::{self, AttachmentBody, StripReason};
@@ -252,7 +252,7 @@ fn usage(bytes: i64, newest_ms: i64, ver: i64) -> MailboxUsage {
 /// Reads and writes mailboxes.
 #[derive(Clone)]
 pub struct MailStore {
-    conn: ConnectionManager,
+    conn: Redis,
     limits: Limits,
     usage: UsageIndex,
     store: redis::Script,
@@ -262,7 +262,7 @@ pub struct MailStore {
 }
 
 impl MailStore {
-    pub fn new(conn: ConnectionManager, limits: Limits) -> Self {
+    pub fn new(conn: Redis, limits: Limits) -> Self {
         Self {
             usage: UsageIndex::new(conn.clone()),
             conn,

@@ -22,7 +22,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::Redis;
 
 use crate::StoreError;
 use crate::keys;
@@ -119,13 +119,13 @@ return 1
 /// Reads and writes the connection policy.
 #[derive(Clone)]
 pub struct PolicyStore {
-    conn: ConnectionManager,
+    conn: Redis,
     greylist: redis::Script,
     extend_block: redis::Script,
 }
 
 impl PolicyStore {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Redis) -> Self {
         Self {
             conn,
             greylist: redis::Script::new(GREYLIST),

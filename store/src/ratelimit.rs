@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::Redis;
 
 use crate::StoreError;
 use crate::keys;
@@ -55,13 +55,13 @@ pub enum Decision {
 
 #[derive(Clone)]
 pub struct RateLimiter {
-    conn: ConnectionManager,
+    conn: Redis,
     rate: Rate,
     take: redis::Script,
 }
 
 impl RateLimiter {
-    pub fn new(conn: ConnectionManager, rate: Rate) -> Self {
+    pub fn new(conn: Redis, rate: Rate) -> Self {
         Self {
             conn,
             rate,

@@ -1,11 +1,11 @@
 //! Time series, top rejected sources and active mailboxes: what the reporter adds to its counters.
 //!
-//! Every counted event lands in three places: the all-time counters (`md:stats`), a per-minute
-//! bucket and a per-hour bucket (`md:stats:min:<t>`, `md:stats:hour:<t>`, hashes of the same
+//! Every counted event lands in three places: the all-time counters (`md:{@stats}`), a per-minute
+//! bucket and a per-hour bucket (`md:{@stats}:min:<t>`, `md:{@stats}:hour:<t>`, hashes of the same
 //! fields, `<t>` the bucket's start in Unix seconds). A rejection also scores its client IP and
-//! its sender's domain in the day's sorted sets (`md:stats:top:ip:<day>`, `…:domain:<day>`), and a
+//! its sender's domain in the day's sorted sets (`md:{@stats}:top:ip:<day>`, `…:domain:<day>`), and a
 //! stored message adds its mailbox to the hour's and the day's HyperLogLog
-//! (`md:stats:active:hour:<t>`, `…:day:<t>`).
+//! (`md:{@stats}:active:hour:<t>`, `…:day:<t>`).
 //!
 //! The time of an event is its **stream timestamp**, not the time it was counted, so replaying the
 //! streams (`maildrop-reporter recount`) puts every event in the same bucket again. Every key
@@ -316,13 +316,8 @@ impl StatsStore {
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(keys::STATS_ALL)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
+            let (next, found) = conn
+                .scan_slot(keys::STATS, cursor, keys::STATS_ALL, 1000)
                 .await?;
             if !found.is_empty() {
                 let n: u64 = redis::cmd("UNLINK")

@@ -3,11 +3,12 @@
 //!
 //! The two verdicts of a message arrive in either order, from two streams (`VERDICTS` and
 //! `SHADOW`). [`StatsStore::pair`] is one Lua script: the first side to arrive leaves its outcome
-//! in a pending key (`md:stats:{shadow}:pair:<id>`, TTL `MAILDROP_SHADOW_PAIR_TTL`); the other side
-//! moves one of four counters in `md:stats:{shadow}:counts` and turns the pending key into a
+//! in a pending key (`md:{@stats}:shadow:pair:<id>`, TTL `MAILDROP_SHADOW_PAIR_TTL`); the other side
+//! moves one of four counters in `md:{@stats}:shadow:counts` and turns the pending key into a
 //! `paired` marker with the same TTL. The same side arriving again (a redelivery) finds its own
 //! outcome or the marker and changes nothing, so pairing is idempotent within the TTL. Both keys
-//! share the hash tag `{shadow}` (one cluster slot) and match `md:stats*`, so a recount clears them.
+//! share the statistics' hash tag `{@stats}` (one cluster slot) and its `SCAN` pattern, so a recount
+//! clears them.
 
 use serde::{Deserialize, Serialize};
 

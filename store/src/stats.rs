@@ -1,13 +1,13 @@
 //! Counters: written by the reporter, read by the gateway's `/api/stats`.
 //!
 //! The reporter counts each stream in order and records, in the same `MULTI` as the increments, the
-//! last stream sequence it counted (`md:stats:applied`). A message redelivered after a crash is at
+//! last stream sequence it counted (`md:{@stats}:applied`). A message redelivered after a crash is at
 //! or below that mark and is not counted twice (see the reporter for the whole argument). The
 //! time series, top lists and active mailboxes written with them are in [`crate::series`].
 
 use std::collections::BTreeMap;
 
-use redis::aio::ConnectionManager;
+use crate::Redis;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -105,11 +105,11 @@ impl Stats {
 
 #[derive(Clone)]
 pub struct StatsStore {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Redis,
 }
 
 impl StatsStore {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Redis) -> Self {
         Self { conn }
     }
 

@@ -30,8 +30,8 @@
 
 use std::time::Duration;
 
+use crate::Redis;
 use maildrop_contract::Mailbox;
-use redis::aio::ConnectionManager;
 
 use crate::StoreError;
 use crate::keys;
@@ -96,12 +96,12 @@ pub struct Tracked {
 /// The global usage keys.
 #[derive(Clone)]
 pub struct UsageIndex {
-    conn: ConnectionManager,
+    conn: Redis,
     sync: redis::Script,
 }
 
 impl UsageIndex {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Redis) -> Self {
         Self {
             conn,
             sync: redis::Script::new(SYNC),

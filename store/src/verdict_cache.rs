@@ -8,18 +8,18 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::Redis;
 
 use crate::StoreError;
 use crate::keys;
 
 #[derive(Clone)]
 pub struct VerdictCacheStore {
-    conn: ConnectionManager,
+    conn: Redis,
 }
 
 impl VerdictCacheStore {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Redis) -> Self {
         Self { conn }
     }
 

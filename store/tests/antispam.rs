@@ -11,10 +11,8 @@ use maildrop_store::keys;
 use maildrop_testkit::RedisServer;
 use redis::AsyncCommands;
 
-async fn conn(server: &RedisServer) -> anyhow::Result<redis::aio::ConnectionManager> {
-    Ok(redis::Client::open(server.url())?
-        .get_connection_manager()
-        .await?)
+async fn conn(server: &RedisServer) -> anyhow::Result<maildrop_store::Redis> {
+    Ok(maildrop_store::Redis::open(&server.url()).await?)
 }
 
 fn entry(list: List, v: &str) -> Entry {

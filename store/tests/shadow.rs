@@ -21,9 +21,7 @@ fn verdict(id: &str, side: Side, accepted: bool) -> Pairing {
 #[tokio::test]
 async fn pairs_count_once_in_either_order() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
-    let conn = redis::Client::open(server.url())?
-        .get_connection_manager()
-        .await?;
+    let conn = maildrop_store::Redis::open(&server.url()).await?;
     let stats = StatsStore::new(conn);
     let ttl = Duration::from_secs(60);
     assert_eq!(stats.shadow().await?, ShadowStats::default());

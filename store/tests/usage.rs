@@ -17,9 +17,7 @@ use redis::AsyncCommands;
 
 async fn setup(limits: Limits) -> anyhow::Result<(RedisServer, MailStore)> {
     let server = RedisServer::start().await?;
-    let conn = redis::Client::open(server.url())?
-        .get_connection_manager()
-        .await?;
+    let conn = maildrop_store::Redis::open(&server.url()).await?;
     Ok((server, MailStore::new(conn, limits)))
 }
 

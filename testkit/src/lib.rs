@@ -4,6 +4,7 @@
 //!   free loopback ports with their data in a temporary directory; both can be stopped and started
 //!   again on the same port and data (for outage tests) and are killed on drop.
 //! - [`NatsCluster`]: three routed `nats-server -js` nodes, any of which can be killed and resumed.
+//! - [`RedisCluster`]: three `redis-server` masters joined into a Redis Cluster.
 //! - [`process`]: the stage binaries as child processes, for tests that SIGKILL a stage.
 //! - [`dns`]: a DNS server of the test's own on loopback (a table of records, query counts, a
 //!   mode that never answers), for the filter's DNS rules.
@@ -16,6 +17,7 @@
 pub mod cluster;
 pub mod dns;
 pub mod process;
+pub mod redis_cluster;
 pub mod rspamd;
 pub mod servers;
 pub mod smtp;
@@ -25,6 +27,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use cluster::NatsCluster;
+pub use redis_cluster::RedisCluster;
 pub use servers::{NatsServer, RedisServer, free_port};
 
 /// Polls `check` every 25 ms until it returns `Some`, or fails after `timeout` with `what`.
