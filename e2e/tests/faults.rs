@@ -12,122 +12,51 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use maildrop_testkit::process::StageProcess;
-use maildrop_testkit::{NatsCluster, NatsServer, RedisCluster, RedisServer, free_port, wait_until};
+use maildrop_testkit::process::{DOMAIN, StageProcess, Stages};
+use maildrop_testkit::{NatsCluster, NatsServer, RedisCluster, RedisServer, wait_until};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const DOMAIN: &str = "maildrop.test";
-
 /// The five stages as processes, sharing one NATS URL and one Redis.
 struct System {
-    dir: tempfile::TempDir,
+    stages: Stages,
     smtp: SocketAddr,
     http: SocketAddr,
     nats_url: String,
     redis_url: String,
-    stages: Vec<StageProcess>,
     client: reqwest::Client,
 }
 
 impl System {
     async fn start(nats_url: &str, redis_url: &str, replicas: u16) -> anyhow::Result<Self> {
-        maildrop_testkit::init_tracing();
-        let dir = tempfile::tempdir()?;
-        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let replicas = replicas.to_string();
-        let (smtp_s, http_s) = (smtp.to_string(), http.to_string());
-        let common = [
-            "--nats-url",
-            nats_url,
-            "--stream-replicas",
-            &replicas,
-            "--duplicate-window",
-            "2m",
-        ];
         // A killed consumer's messages come back after the ack wait: keep it short.
         let consumer = ["--ack-wait", "2s"];
-        let redis = ["--redis-url", redis_url];
-        let mut stages = Vec::new();
-        for (name, own) in [
-            (
-                "maildrop-ingest",
-                vec!["--smtp-addr", &smtp_s, "--domains", DOMAIN],
-            ),
-            (
-                "maildrop-filter",
-                // Never the machine's resolver: tests ask no real DNS.
-                [
-                    &consumer[..],
-                    &["--domains", DOMAIN, "--dns-servers", "off"],
-                ]
-                .concat(),
-            ),
-            ("maildrop-store-writer", consumer.to_vec()),
-            (
-                "maildrop-gateway",
-                vec![
-                    "--http-addr",
-                    &http_s,
-                    "--domains",
-                    DOMAIN,
-                    "--rate-limit",
-                    "off",
-                ],
-            ),
-            ("maildrop-reporter", consumer.to_vec()),
-        ] {
-            let mut args: Vec<&str> = common.to_vec();
-            args.extend(redis);
-            args.extend(own);
-            let mut stage = StageProcess::new(name, dir.path(), &args)?.env("MAILDROP_LOG", "info");
-            stage.start()?;
-            stages.push(stage);
-        }
-        let system = Self {
-            dir,
-            smtp,
-            http,
+        let stages = Stages::builder(nats_url, redis_url)
+            .all(&["--stream-replicas", &replicas, "--duplicate-window", "2m"])
+            .args("maildrop-filter", &consumer)
+            .args("maildrop-store-writer", &consumer)
+            .args("maildrop-reporter", &consumer)
+            .start()
+            .await?;
+        Ok(Self {
+            smtp: stages.smtp,
+            http: stages.http,
+            stages,
             nats_url: nats_url.to_owned(),
             redis_url: redis_url.to_owned(),
-            stages,
             client: reqwest::Client::new(),
-        };
-        system.wait_serving().await?;
-        Ok(system)
+        })
     }
 
     fn stage(&mut self, name: &str) -> &mut StageProcess {
-        self.stages
-            .iter_mut()
-            .find(|s| s.name() == name)
-            .expect("a known stage")
+        self.stages.stage(name)
     }
 
-    /// Waits until the gateway answers HTTP and the ingest greets.
     async fn wait_serving(&self) -> anyhow::Result<()> {
-        let url = format!("http://{}/healthz", self.http);
-        wait_until(Duration::from_secs(60), "the gateway to serve", || {
-            let (url, client) = (url.clone(), self.client.clone());
-            async move { client.get(url).send().await.ok().map(|_| ()) }
-        })
-        .await?;
-        let smtp = self.smtp;
-        wait_until(
-            Duration::from_secs(60),
-            "the ingest to greet",
-            || async move {
-                use tokio::io::AsyncReadExt;
-                let mut s = tokio::net::TcpStream::connect(smtp).await.ok()?;
-                let mut buf = [0u8; 3];
-                s.read_exact(&mut buf).await.ok()?;
-                (&buf == b"220").then_some(())
-            },
-        )
-        .await
+        self.stages.wait_serving().await
     }
 
     /// SIGKILLs a stage, leaves it dead for a moment under load, and starts it again.
@@ -165,7 +94,7 @@ impl System {
                 },
             )
             .await
-            .map_err(|e| anyhow::anyhow!("{e}\n{}", self.logs()))?;
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", self.stages.warnings()))?;
             anyhow::ensure!(
                 list.len() == 1,
                 "mailbox f{n} holds {} messages, expected exactly one: {list:?}",
@@ -202,29 +131,6 @@ impl System {
             String::from_utf8_lossy(&output.stderr)
         );
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-
-    /// The warnings and errors each stage logged, newest last (what a failure needs to explain).
-    fn logs(&self) -> String {
-        self.stages
-            .iter()
-            .map(|s| {
-                let log = s.log();
-                let mut lines: Vec<&str> = log
-                    .lines()
-                    .rev()
-                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                    .take(25)
-                    .collect();
-                lines.reverse();
-                format!(
-                    "--- {} (warnings and errors)\n{}",
-                    s.name(),
-                    lines.join("\n")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 }
 
@@ -518,7 +424,7 @@ async fn every_stage_works_against_a_redis_cluster_given_only_its_url() -> anyho
         (stats["stored"] == 40 && stats["rejected"] == 1).then_some(stats)
     })
     .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", system.logs()))?;
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", system.stages.warnings()))?;
     assert_eq!(stats["received"], 41, "{stats}");
     assert_eq!(stats["rejected_by_rule"]["blocklist"], 1, "{stats}");
     assert_eq!(stats["active_mailboxes"]["day"], 40, "{stats}");
@@ -558,7 +464,7 @@ async fn every_stage_works_against_a_redis_cluster_given_only_its_url() -> anyho
     system.stage("maildrop-reporter").kill().await;
     let mut recount = StageProcess::new(
         "maildrop-reporter",
-        system.dir.path(),
+        system.stages.dir(),
         &[
             "--nats-url",
             &nats.url(),

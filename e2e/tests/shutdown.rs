@@ -11,14 +11,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use maildrop_testkit::process::StageProcess;
-use maildrop_testkit::{NatsServer, RedisServer, free_port, wait_until};
+use maildrop_testkit::process::{DOMAIN, StageProcess, Stages};
+use maildrop_testkit::{NatsServer, RedisServer, wait_until};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-const DOMAIN: &str = "maildrop.test";
 /// How long a stage may take from SIGTERM to its exit, with nothing slow in hand.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
 const T: Duration = Duration::from_secs(60);
@@ -28,104 +27,43 @@ const SIGNAL_LINE: &str = "Shutdown signal received; finishing work in hand.";
 /// The five stages as processes logging JSON, sharing one Redis; the ingest's NATS URL may differ
 /// from the others' (a proxy in front of the same server).
 struct System {
-    dir: tempfile::TempDir,
+    stages: Stages,
     smtp: SocketAddr,
     http: SocketAddr,
-    stages: Vec<StageProcess>,
     client: reqwest::Client,
 }
 
 impl System {
     async fn start(nats_url: &str, ingest_nats_url: &str, redis_url: &str) -> anyhow::Result<Self> {
-        maildrop_testkit::init_tracing();
-        let dir = tempfile::tempdir()?;
-        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let (smtp_s, http_s) = (smtp.to_string(), http.to_string());
-        let mut stages = Vec::new();
-        for (name, nats, own) in [
-            (
-                "maildrop-ingest",
-                ingest_nats_url,
-                // Long enough for the publish the in-flight test holds back.
-                vec![
-                    "--smtp-addr",
-                    &smtp_s,
-                    "--domains",
-                    DOMAIN,
-                    "--publish-timeout",
-                    "20s",
-                ],
-            ),
-            (
-                "maildrop-filter",
-                nats_url,
-                // Never the machine's resolver: tests ask no real DNS.
-                vec!["--domains", DOMAIN, "--dns-servers", "off"],
-            ),
-            ("maildrop-store-writer", nats_url, vec![]),
-            (
-                "maildrop-gateway",
-                nats_url,
-                vec![
-                    "--http-addr",
-                    &http_s,
-                    "--domains",
-                    DOMAIN,
-                    "--rate-limit",
-                    "off",
-                ],
-            ),
-            ("maildrop-reporter", nats_url, vec![]),
-        ] {
-            let mut args = vec!["--nats-url", nats, "--redis-url", redis_url];
-            args.extend(own);
-            let mut stage = StageProcess::new(name, dir.path(), &args)?
-                .env("MAILDROP_LOG_FORMAT", "json")
-                .env("MAILDROP_LOG", "info");
-            stage.start()?;
-            stages.push(stage);
-        }
+        let stages = Stages::builder(nats_url, redis_url)
+            .ingest_nats_url(ingest_nats_url)
+            // Long enough for the publish the in-flight test holds back.
+            .args("maildrop-ingest", &["--publish-timeout", "20s"])
+            .env("MAILDROP_LOG_FORMAT", "json")
+            .start()
+            .await?;
         let system = Self {
-            dir,
-            smtp,
-            http,
+            smtp: stages.smtp,
+            http: stages.http,
             stages,
             client: reqwest::Client::new(),
         };
-        system.wait_serving().await?;
+        system.wait_consuming().await?;
         Ok(system)
     }
 
     fn stage(&mut self, name: &str) -> &mut StageProcess {
-        self.stages
-            .iter_mut()
-            .find(|s| s.name() == name)
-            .expect("a known stage")
+        self.stages.stage(name)
     }
 
-    /// Waits until the gateway answers HTTP, the ingest greets and every consumer consumes.
-    async fn wait_serving(&self) -> anyhow::Result<()> {
-        let url = format!("http://{}/healthz", self.http);
-        wait_until(T, "the gateway to serve", || {
-            let (url, client) = (url.clone(), self.client.clone());
-            async move { client.get(url).send().await.ok().map(|_| ()) }
-        })
-        .await?;
-        let smtp = self.smtp;
-        wait_until(T, "the ingest to greet", || async move {
-            let mut s = TcpStream::connect(smtp).await.ok()?;
-            let mut buf = [0u8; 3];
-            s.read_exact(&mut buf).await.ok()?;
-            (&buf == b"220").then_some(())
-        })
-        .await?;
+    /// Waits until every consumer consumes (the gateway and the ingest already serve).
+    async fn wait_consuming(&self) -> anyhow::Result<()> {
         for name in [
             "maildrop-filter",
             "maildrop-store-writer",
             "maildrop-reporter",
         ] {
-            let path = self.dir.path().join(format!("{name}.log"));
+            let path = self.stages.dir().join(format!("{name}.log"));
             wait_until(T, &format!("{name} to consume"), || {
                 let path = path.clone();
                 let consuming =
@@ -224,7 +162,7 @@ async fn every_stage_logs_json_and_exits_zero_on_sigterm() -> anyhow::Result<()>
     }
 
     let mut msg_id = None;
-    for stage in &system.stages {
+    for stage in system.stages.all() {
         let name = stage.name();
         let lines = json_log(name, &stage.log())?;
         let signal = lines
@@ -250,7 +188,7 @@ async fn every_stage_logs_json_and_exits_zero_on_sigterm() -> anyhow::Result<()>
     // store-writer's lines about it (STAGES lists the ingest first).
     let msg_id = msg_id.expect("the ingest logged the message id");
     for name in ["maildrop-filter", "maildrop-store-writer"] {
-        let path = system.dir.path().join(format!("{name}.log"));
+        let path = system.stages.dir().join(format!("{name}.log"));
         assert!(
             logged(&path, |l| l["msg_id"] == msg_id.as_str()),
             "{name} logged no line with msg_id {msg_id}"

@@ -189,3 +189,180 @@ impl StageProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// The domain the [`Stages`] receive mail for.
+pub const DOMAIN: &str = "maildrop.test";
+
+/// All five stages as processes on one NATS and one Redis: SMTP and HTTP on free loopback ports,
+/// the filter asking no real DNS, the gateway without a rate limit, every log in one temporary
+/// directory. Built by [`StagesBuilder`]; killed on drop.
+pub struct Stages {
+    dir: tempfile::TempDir,
+    pub smtp: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    stages: Vec<StageProcess>,
+}
+
+/// What a [`Stages`] set runs with, beyond the defaults.
+pub struct StagesBuilder {
+    nats_url: String,
+    ingest_nats_url: Option<String>,
+    redis_url: String,
+    all: Vec<String>,
+    own: Vec<(String, Vec<String>)>,
+    env: Vec<(String, String)>,
+}
+
+impl Stages {
+    /// The five stages on `nats_url` and `redis_url`, logging at `info`.
+    pub fn builder(nats_url: &str, redis_url: &str) -> StagesBuilder {
+        StagesBuilder {
+            nats_url: nats_url.to_owned(),
+            ingest_nats_url: None,
+            redis_url: redis_url.to_owned(),
+            all: Vec::new(),
+            own: Vec::new(),
+            env: vec![("MAILDROP_LOG".to_owned(), "info".to_owned())],
+        }
+    }
+
+    /// The directory with every stage's log (`<binary>.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn all(&self) -> &[StageProcess] {
+        &self.stages
+    }
+
+    pub fn stage(&mut self, name: &str) -> &mut StageProcess {
+        self.stages
+            .iter_mut()
+            .find(|s| s.name() == name)
+            .expect("a known stage")
+    }
+
+    /// Waits until the gateway answers HTTP and the ingest greets.
+    pub async fn wait_serving(&self) -> anyhow::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let url = format!("http://{}/healthz", self.http);
+        let client = reqwest::Client::new();
+        crate::wait_until(Duration::from_secs(60), "the gateway to serve", || {
+            let (url, client) = (url.clone(), client.clone());
+            async move { client.get(url).send().await.ok().map(|_| ()) }
+        })
+        .await?;
+        let smtp = self.smtp;
+        crate::wait_until(
+            Duration::from_secs(60),
+            "the ingest to greet",
+            || async move {
+                let mut s = tokio::net::TcpStream::connect(smtp).await.ok()?;
+                let mut buf = [0u8; 3];
+                s.read_exact(&mut buf).await.ok()?;
+                (&buf == b"220").then_some(())
+            },
+        )
+        .await
+    }
+
+    /// The last warnings and errors each stage logged (what a failing test needs to explain).
+    pub fn warnings(&self) -> String {
+        self.stages
+            .iter()
+            .map(|s| {
+                let log = s.log();
+                let mut lines: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                    .take(25)
+                    .collect();
+                lines.reverse();
+                format!(
+                    "--- {} (warnings and errors)\n{}",
+                    s.name(),
+                    lines.join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl StagesBuilder {
+    /// Flags every stage gets (stream settings, say).
+    pub fn all(mut self, args: &[&str]) -> Self {
+        self.all.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Flags `stage` (a binary name, `maildrop-filter`) gets besides its defaults.
+    pub fn args(mut self, stage: &str, args: &[&str]) -> Self {
+        self.own.push((
+            stage.to_owned(),
+            args.iter().map(|a| (*a).to_owned()).collect(),
+        ));
+        self
+    }
+
+    /// Another NATS URL for the ingest (a proxy in front of the same server).
+    pub fn ingest_nats_url(mut self, url: &str) -> Self {
+        self.ingest_nats_url = Some(url.to_owned());
+        self
+    }
+
+    /// An environment variable for every stage.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the five stages and waits until they serve.
+    pub async fn start(self) -> anyhow::Result<Stages> {
+        crate::init_tracing();
+        let dir = tempfile::tempdir()?;
+        let smtp: std::net::SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse()?;
+        let http: std::net::SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse()?;
+        let (smtp_s, http_s) = (smtp.to_string(), http.to_string());
+        let mut stages = Vec::new();
+        for name in STAGES {
+            let domains = ["--domains", DOMAIN];
+            let defaults: Vec<&str> = match name {
+                "maildrop-ingest" => [&domains[..], &["--smtp-addr", &smtp_s]].concat(),
+                // Never the machine's resolver: tests ask no real DNS.
+                "maildrop-filter" => [&domains[..], &["--dns-servers", "off"]].concat(),
+                "maildrop-gateway" => [
+                    &domains[..],
+                    &["--http-addr", &http_s, "--rate-limit", "off"],
+                ]
+                .concat(),
+                _ => Vec::new(),
+            };
+            let nats = match (name, &self.ingest_nats_url) {
+                ("maildrop-ingest", Some(url)) => url,
+                _ => &self.nats_url,
+            };
+            let mut args: Vec<&str> = vec!["--nats-url", nats, "--redis-url", &self.redis_url];
+            args.extend(self.all.iter().map(String::as_str));
+            args.extend(defaults);
+            for (_, own) in self.own.iter().filter(|(stage, _)| stage == name) {
+                args.extend(own.iter().map(String::as_str));
+            }
+            let mut stage = StageProcess::new(name, dir.path(), &args)?;
+            for (key, value) in &self.env {
+                stage = stage.env(key, value);
+            }
+            stage.start()?;
+            stages.push(stage);
+        }
+        let stages = Stages {
+            dir,
+            smtp,
+            http,
+            stages,
+        };
+        stages.wait_serving().await?;
+        Ok(stages)
+    }
+}

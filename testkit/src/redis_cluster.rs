@@ -53,18 +53,7 @@ impl RedisCluster {
             nodes.push(Node { port, child });
         }
         let cluster = Self { nodes, _dir: dir };
-        for node in &cluster.nodes {
-            let url = node_url(node.port);
-            wait_until(
-                Duration::from_secs(20),
-                "a cluster node to answer PING",
-                || {
-                    let url = url.clone();
-                    async move { info(&url, "PING").await.map(|_| ()) }
-                },
-            )
-            .await?;
-        }
+        cluster.wait_every_node("PING", "PONG").await?;
         let addresses: Vec<String> = cluster
             .nodes
             .iter()
@@ -85,22 +74,23 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        for node in &cluster.nodes {
-            let url = node_url(node.port);
-            wait_until(
-                Duration::from_secs(30),
-                "cluster_state:ok on every node",
-                || {
-                    let url = url.clone();
-                    async move {
-                        let info = info(&url, "CLUSTER INFO").await?;
-                        info.contains("cluster_state:ok").then_some(())
-                    }
-                },
-            )
+        cluster
+            .wait_every_node("CLUSTER INFO", "cluster_state:ok")
+            .await?;
+        Ok(cluster)
+    }
+
+    /// Waits until every node's answer to `command` contains `expected`.
+    async fn wait_every_node(&self, command: &str, expected: &str) -> anyhow::Result<()> {
+        for url in self.node_urls() {
+            let what = format!("{url} to answer {command} with {expected}");
+            wait_until(Duration::from_secs(30), &what, || {
+                let url = url.clone();
+                async move { info(&url, command).await?.contains(expected).then_some(()) }
+            })
             .await?;
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// The URL a stage takes: every node, comma-separated.
