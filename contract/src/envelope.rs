@@ -53,7 +53,11 @@ pub enum EnvelopeError {
 }
 
 /// Header values may not hold line breaks; anything below a space becomes `?`.
-fn clean(value: &str) -> String {
+fn clean(value: &str) -> std::borrow::Cow<'_, str> {
+    // Nearly always nothing to replace: no copy then.
+    if value.bytes().all(|b| b >= 0x20 && b != 0x7f) {
+        return std::borrow::Cow::Borrowed(value);
+    }
     value
         .chars()
         .map(|c| {
@@ -63,7 +67,8 @@ fn clean(value: &str) -> String {
                 c
             }
         })
-        .collect()
+        .collect::<String>()
+        .into()
 }
 
 impl Envelope {
@@ -71,10 +76,10 @@ impl Envelope {
         let mut h = HeaderMap::new();
         h.insert(header::ID, self.id.to_string().as_str());
         h.insert(header::CLIENT_IP, self.client_ip.to_string().as_str());
-        h.insert(header::HELO, clean(&self.helo).as_str());
-        h.insert(header::MAIL_FROM, clean(&self.mail_from).as_str());
+        h.insert(header::HELO, clean(&self.helo).as_ref());
+        h.insert(header::MAIL_FROM, clean(&self.mail_from).as_ref());
         for rcpt in &self.rcpt_to {
-            h.append(header::RCPT_TO, clean(rcpt).as_str());
+            h.append(header::RCPT_TO, clean(rcpt).as_ref());
         }
         for mailbox in &self.mailboxes {
             h.append(header::MAILBOX, mailbox.as_str());

@@ -96,7 +96,7 @@ impl DataReader {
         let mut done = false;
         while i < bytes.len() {
             match self.at {
-                At::Text => match bytes[i..].iter().position(|&b| b == b'\r' || b == b'\n') {
+                At::Text => match memchr::memchr2(b'\r', b'\n', &bytes[i..]) {
                     None => i = bytes.len(),
                     Some(offset) => {
                         i += offset;

@@ -75,31 +75,42 @@ impl Reply {
         out.freeze()
     }
 
+    /// One line: `code`, the separator (when anything follows or more lines do), the enhanced
+    /// code, the text with control characters replaced, CRLF; written straight into `out`, with
+    /// no allocation (every reply of every session goes through here).
     fn write_line(&self, out: &mut BytesMut, separator: char, text: &str) {
-        let mut head = format!("{:03}", self.code);
-        let mut words = Vec::with_capacity(2);
+        let start = out.len();
+        put_decimal(out, self.code, 3);
+        if self.enhanced.is_some() || !text.is_empty() || separator == '-' {
+            out.put_u8(separator as u8);
+        }
         if let Some((class, subject, detail)) = self.enhanced {
-            words.push(format!("{class}.{subject}.{detail}"));
-        }
-        if !text.is_empty() {
-            words.push(text.chars().map(printable).collect());
-        }
-        if !words.is_empty() || separator == '-' {
-            head.push(separator);
+            put_decimal(out, class.into(), 1);
+            out.put_u8(b'.');
+            put_decimal(out, subject, 1);
+            out.put_u8(b'.');
+            put_decimal(out, detail, 1);
+            if !text.is_empty() {
+                out.put_u8(b' ');
+            }
         }
         // RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. Text that echoes
         // the client (an unknown parameter, say) is cut to fit, on a character boundary.
-        let mut text = words.join(" ");
-        let room = MAX_LINE - 2 - head.len();
-        if text.len() > room {
-            let mut cut = room;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
+        let room = (start + MAX_LINE - 2).saturating_sub(out.len());
+        if text.bytes().all(|b| (b' '..0x7f).contains(&b)) {
+            // Printable ASCII (nearly every reply): as it is, every byte a character boundary.
+            out.put_slice(&text.as_bytes()[..text.len().min(room)]);
+        } else {
+            let end = out.len() + room;
+            let mut utf8 = [0u8; 4];
+            for c in text.chars() {
+                let encoded = printable(c).encode_utf8(&mut utf8);
+                if out.len() + encoded.len() > end {
+                    break;
+                }
+                out.put_slice(encoded.as_bytes());
             }
-            text.truncate(cut);
         }
-        out.put_slice(head.as_bytes());
-        out.put_slice(text.as_bytes());
         out.put_slice(b"\r\n");
     }
 
@@ -109,6 +120,21 @@ impl Reply {
     pub(super) fn counts_as_error(&self) -> bool {
         self.code >= 500 && !matches!(self.code, 552 | 554)
     }
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn put_decimal(out: &mut BytesMut, mut n: u16, width: usize) {
+    let mut digits = [b'0'; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[i.min(digits.len() - width)..]);
 }
 
 fn printable(c: char) -> char {
@@ -177,6 +203,25 @@ mod tests {
         assert!(bytes.len() <= 512, "{}", bytes.len());
         assert!(bytes.ends_with(b"\r\n"));
         assert!(std::str::from_utf8(&bytes).is_ok());
+    }
+
+    #[test]
+    fn ascii_texts_are_cut_exactly_and_controls_replaced() {
+        let long = Reply::new(500, (5, 5, 2), "x".repeat(600)).to_bytes();
+        assert_eq!(long.len(), 512);
+        assert!(long.starts_with(b"500 5.5.2 xxx") && long.ends_with(b"x\r\n"));
+        assert_eq!(
+            &Reply::new(501, (5, 5, 4), "bad\targ\u{7f}").to_bytes()[..],
+            b"501 5.5.4 bad?arg?\r\n"
+        );
+        assert_eq!(
+            &Reply::new(550, (5, 1, 10), "caf\u{e9}\u{85}").to_bytes()[..],
+            "550 5.1.10 caf\u{e9}?\r\n".as_bytes()
+        );
+        assert_eq!(
+            &Reply::multiline(421, None, vec![]).to_bytes()[..],
+            b"421\r\n"
+        );
     }
 
     #[test]
