@@ -1,10 +1,9 @@
 //! The loop that counts one stream exactly once (the argument is in the crate docs).
 
-use crate::durable::{open, sleep_or_cancel};
+use crate::durable::{next_batch, open, sleep_or_cancel};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use maildrop_runtime::consume::retry_delay;
 use maildrop_store::StatsStore;
 use maildrop_store::series::Batch;
@@ -81,19 +80,16 @@ pub async fn run(
     };
     tracing::info!(stream, "Counting.");
     while !cancel.is_cancelled() {
-        let batch = tokio::select! {
-            _ = cancel.cancelled() => break,
-            b = consumer.batch().max_messages(batch_size as usize).expires(Duration::from_secs(2)).messages() => b,
-        };
-        let messages: Vec<jetstream::Message> = match batch {
-            Ok(b) => b.filter_map(|m| async move { m.ok() }).collect().await,
-            Err(e) => {
-                tracing::warn!(stream, error = %e, "Fetch failed; retrying.");
-                if !sleep_or_cancel(&cancel, Duration::from_secs(1)).await {
-                    break;
-                }
-                continue;
-            }
+        let Some(messages) = next_batch(
+            &consumer,
+            batch_size as usize,
+            Duration::from_secs(2),
+            stream,
+            &cancel,
+        )
+        .await
+        else {
+            break;
         };
         if messages.is_empty() {
             continue;

@@ -1,9 +1,10 @@
-//! What the counting and the webhook consumers share: opening their durable pull consumer, and a
-//! pause that ends early on shutdown.
+//! What the counting and the webhook consumers share: opening their durable pull consumer, fetching
+//! its next batch, and a pause that ends early on shutdown.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 /// Waits `wait`; `false` if `cancel` fired first.
@@ -36,4 +37,29 @@ pub(crate) async fn open(
             },
         )
         .await?)
+}
+
+/// The next batch of up to `max` messages of `consumer` (on `stream`), waiting at most `expires`
+/// for them: empty when none came, or when the fetch failed (logged, after a pause of a second);
+/// `None` once `cancel` fired.
+pub(crate) async fn next_batch(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    max: usize,
+    expires: Duration,
+    stream: &str,
+    cancel: &CancellationToken,
+) -> Option<Vec<jetstream::Message>> {
+    let batch = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        b = consumer.batch().max_messages(max).expires(expires).messages() => b,
+    };
+    match batch {
+        Ok(b) => Some(b.filter_map(|m| async move { m.ok() }).collect().await),
+        Err(e) => {
+            tracing::warn!(stream, error = %e, "Fetch failed; retrying.");
+            sleep_or_cancel(cancel, Duration::from_secs(1))
+                .await
+                .then(Vec::new)
+        }
+    }
 }

@@ -12,12 +12,11 @@
 //! on. A message that does not decode is acked without a report (it is no spam source) and
 //! logged.
 
-use crate::durable::{open, sleep_or_cancel};
+use crate::durable::{next_batch, open, sleep_or_cancel};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures::StreamExt;
 use maildrop_contract::{IngestRejection, Verdict, consumer, subject};
 use maildrop_runtime::consume::retry_delay;
 use tokio_util::sync::CancellationToken;
@@ -133,23 +132,16 @@ pub async fn run(
     };
     tracing::info!(stream, webhook = %url.host_str().unwrap_or(""), "Reporting spam sources.");
     while !cancel.is_cancelled() {
-        let batch = tokio::select! {
-            _ = cancel.cancelled() => break,
-            b = consumer
-                .batch()
-                .max_messages(args.report_batch as usize)
-                .expires(args.report_max_wait)
-                .messages() => b,
-        };
-        let messages: Vec<jetstream::Message> = match batch {
-            Ok(b) => b.filter_map(|m| async move { m.ok() }).collect().await,
-            Err(e) => {
-                tracing::warn!(stream, error = %e, "Fetch failed; retrying.");
-                if !sleep_or_cancel(&cancel, Duration::from_secs(1)).await {
-                    break;
-                }
-                continue;
-            }
+        let Some(messages) = next_batch(
+            &consumer,
+            args.report_batch as usize,
+            args.report_max_wait,
+            stream,
+            &cancel,
+        )
+        .await
+        else {
+            break;
         };
         if messages.is_empty() {
             continue;
