@@ -64,19 +64,17 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let stream = source.stream();
-    let mut attempt = 0i64;
-    let consumer = loop {
-        match open(&js, source.stream(), source.durable(), "", ack_wait).await {
-            Ok(c) => break c,
-            Err(e) => {
-                attempt += 1;
-                let wait = retry_delay(attempt);
-                tracing::warn!(stream, error = %e, retry_in = ?wait, "Cannot open the reporter's consumer yet.");
-                if !sleep_or_cancel(&cancel, wait).await {
-                    return;
-                }
-            }
-        }
+    let Some(consumer) = open(
+        &js,
+        source.stream(),
+        source.durable(),
+        "",
+        ack_wait,
+        &cancel,
+    )
+    .await
+    else {
+        return;
     };
     tracing::info!(stream, "Counting.");
     while !cancel.is_cancelled() {

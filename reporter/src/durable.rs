@@ -1,10 +1,12 @@
-//! What the counting and the webhook consumers share: opening their durable pull consumer, fetching
+//! What the counting and the webhook consumers share: opening their durable pull consumer (retried
+//! until it exists), fetching
 //! its next batch, and a pause that ends early on shutdown.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
+use maildrop_runtime::consume::retry_delay;
 use tokio_util::sync::CancellationToken;
 
 /// Waits `wait`; `false` if `cancel` fired first.
@@ -16,8 +18,33 @@ pub(crate) async fn sleep_or_cancel(cancel: &CancellationToken, wait: Duration) 
 }
 
 /// Creates (or finds) the explicit-ack durable `durable` on `stream`, filtered to
-/// `filter_subject` (empty: every subject).
+/// `filter_subject` (empty: every subject), retrying with a growing delay until it exists; `None`
+/// once `cancel` fired.
 pub(crate) async fn open(
+    js: &jetstream::Context,
+    stream: &str,
+    durable: &str,
+    filter_subject: &str,
+    ack_wait: Duration,
+    cancel: &CancellationToken,
+) -> Option<jetstream::consumer::Consumer<pull::Config>> {
+    let mut attempt = 0i64;
+    loop {
+        match open_once(js, stream, durable, filter_subject, ack_wait).await {
+            Ok(consumer) => return Some(consumer),
+            Err(e) => {
+                attempt += 1;
+                let wait = retry_delay(attempt);
+                tracing::warn!(stream, durable, error = %e, retry_in = ?wait, "Cannot open the consumer yet.");
+                if !sleep_or_cancel(cancel, wait).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+async fn open_once(
     js: &jetstream::Context,
     stream: &str,
     durable: &str,

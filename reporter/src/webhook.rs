@@ -18,7 +18,6 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use maildrop_contract::{IngestRejection, Verdict, consumer, subject};
-use maildrop_runtime::consume::retry_delay;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReportArgs;
@@ -108,27 +107,17 @@ pub async fn run(
 ) {
     let stream = source.stream();
     let http = reqwest::Client::new();
-    let mut attempt = 0i64;
-    let consumer = loop {
-        match open(
-            &js,
-            source.stream(),
-            source.durable(),
-            source.filter(),
-            ack_wait,
-        )
-        .await
-        {
-            Ok(c) => break c,
-            Err(e) => {
-                attempt += 1;
-                let wait = retry_delay(attempt);
-                tracing::warn!(stream, error = %e, retry_in = ?wait, "Cannot open the report consumer yet.");
-                if !sleep_or_cancel(&cancel, wait).await {
-                    return;
-                }
-            }
-        }
+    let Some(consumer) = open(
+        &js,
+        source.stream(),
+        source.durable(),
+        source.filter(),
+        ack_wait,
+        &cancel,
+    )
+    .await
+    else {
+        return;
     };
     tracing::info!(stream, webhook = %url.host_str().unwrap_or(""), "Reporting spam sources.");
     while !cancel.is_cancelled() {
