@@ -20,13 +20,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use maildrop_testkit::{NatsServer, RedisServer, free_port, wait_until};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use crate::resources::children_of;
 use crate::sample::Watched;
-use crate::system::{Stage, stage_args, uses_redis};
+use crate::system::{Stage, http_ok, stage_args, uses_redis};
 
 /// How long a process may take to be ready, and to stop after SIGTERM.
 const READY: Duration = Duration::from_secs(30);
@@ -360,19 +360,6 @@ pub async fn greets(addr: SocketAddr) -> bool {
         tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf)).await,
         Ok(Ok(_))
     ) && &buf == b"220"
-}
-
-/// `GET path` answers 200.
-async fn http_ok(addr: SocketAddr, path: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr).await else {
-        return false;
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
 /// Waits up to `timeout` for a server at `addr` to greet.

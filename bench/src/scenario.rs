@@ -136,20 +136,7 @@ fn plan(
     duration: Duration,
     salt: u64,
 ) -> Plan {
-    Plan {
-        target: system.smtp,
-        sessions: load.sessions,
-        per_connection: load.per_connection,
-        messages: load.messages,
-        duration,
-        size,
-        mailboxes: load.mailboxes,
-        domain: load.domain.clone(),
-        reply_timeout: load.reply_timeout,
-        seed: load.seed,
-        tag: measure::fresh_tag(salt),
-        rate: None,
-    }
+    plan_for(load, system.smtp, size, duration, salt)
 }
 
 async fn ingest(duration: Duration, load: &LoadArgs) -> anyhow::Result<ScenarioReport> {

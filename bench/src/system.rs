@@ -341,7 +341,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `GET path` answers 200.
-async fn http_ok(addr: SocketAddr, path: &str) -> bool {
+pub(crate) async fn http_ok(addr: SocketAddr, path: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(addr).await else {
         return false;
     };
