@@ -93,7 +93,7 @@ pub async fn run(
     out: &mut impl Write,
 ) -> Result<(), AdminError> {
     let target = maildrop_store::RedisTarget::parse(redis_url).map_err(AdminError::RedisUrl)?;
-    let conn = tokio::time::timeout(CONNECT_TIMEOUT, target.connect())
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, target.connect_once())
         .await
         .map_err(|_| AdminError::ConnectTimeout(CONNECT_TIMEOUT))?
         .map_err(AdminError::Connect)?;

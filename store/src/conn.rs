@@ -66,11 +66,22 @@ impl RedisTarget {
         matches!(self, Self::Cluster(_))
     }
 
-    /// One attempt to connect; the caller decides whether to retry.
+    /// Connects, for a stage: the single server's connection manager retries a few times with
+    /// backoff (and so reconnects after an outage); the caller retries beyond that.
     pub async fn connect(&self) -> RedisResult<Redis> {
+        self.connect_with(ConnectionManagerConfig::new()).await
+    }
+
+    /// Connects with one attempt per node, for a command an operator waits on.
+    pub async fn connect_once(&self) -> RedisResult<Redis> {
+        self.connect_with(ConnectionManagerConfig::new().set_number_of_retries(1))
+            .await
+    }
+
+    async fn connect_with(&self, config: ConnectionManagerConfig) -> RedisResult<Redis> {
         match self {
             Self::Single(client) => {
-                let config = ConnectionManagerConfig::new()
+                let config = config
                     .set_connection_timeout(Some(CONNECTION_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT));
                 Ok(Redis::Single(
