@@ -242,8 +242,29 @@ impl Stages {
             .expect("a known stage")
     }
 
-    /// Waits until the gateway answers HTTP and the ingest greets.
+    /// Waits until the gateway answers HTTP and the ingest greets; on a timeout the error holds
+    /// the end of every stage's log (a stage that could not start says why there).
     pub async fn wait_serving(&self) -> anyhow::Result<()> {
+        self.wait_serving_inner().await.map_err(|e| {
+            let tails: Vec<String> = self
+                .stages
+                .iter()
+                .map(|s| {
+                    let log = s.log();
+                    let lines: Vec<&str> = log.lines().collect();
+                    let from = lines.len().saturating_sub(10);
+                    format!(
+                        "--- {} (last lines)\n{}",
+                        s.name(),
+                        lines[from..].join("\n")
+                    )
+                })
+                .collect();
+            anyhow::anyhow!("{e}\n{}", tails.join("\n"))
+        })
+    }
+
+    async fn wait_serving_inner(&self) -> anyhow::Result<()> {
         use tokio::io::AsyncReadExt;
         let url = format!("http://{}/healthz", self.http);
         let client = reqwest::Client::new();

@@ -10,13 +10,42 @@ use tokio::process::{Child, Command};
 
 use crate::wait_until;
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; the tiny window before the server binds it is
-/// accepted).
+/// A free TCP port on 127.0.0.1 for a server a test starts, below the kernel's ephemeral range.
+///
+/// A port the OS picks (`bind` to port 0) comes from the ephemeral range, which every outgoing
+/// connection also draws from: under a test's SMTP load (a connection per message) a client socket
+/// can take the port before the server binds it, and the server then fails to start. Below the
+/// range only servers bind, so the one window left is two tests choosing the same port between
+/// this check and their bind; the start of the search differs per process and per call.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let high = ephemeral_start().max(LOW + 1_000);
+    let seed = std::process::id().wrapping_mul(7_919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..1_000 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + seed.wrapping_add(step.wrapping_mul(7_001)) % (high - LOW);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            drop(listener);
+            return port as u16;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port on 127.0.0.1")
+}
+
+/// The first port of the kernel's ephemeral range (Linux: `ip_local_port_range`; 32768 if unknown).
+fn ephemeral_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// `nats-server -js` with its store in a temporary directory.
