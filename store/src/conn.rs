@@ -72,7 +72,8 @@ impl RedisTarget {
         self.connect_with(ConnectionManagerConfig::new()).await
     }
 
-    /// Connects with one attempt per node, for a command an operator waits on.
+    /// Connects for a command an operator waits on: a single server with one attempt, without the
+    /// connection manager's retries; a cluster as for a stage.
     pub async fn connect_once(&self) -> RedisResult<Redis> {
         self.connect_with(ConnectionManagerConfig::new().set_number_of_retries(1))
             .await
